@@ -1,0 +1,116 @@
+"""The `florc` command line: options in, plain function calls, results out."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from florc import __version__, commands
+from florc.errors import FlorcError
+
+SCRIPT_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not rows:
+        return "(none)\n"
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="florc")
+def cli() -> None:
+    """Hindsight logging: record a training script once, add log statements later, replay."""
+
+
+@cli.command(context_settings=SCRIPT_ARGS)
+@click.argument("script")
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
+def record(script: str, script_args: tuple[str, ...]) -> None:
+    """Run SCRIPT unmodified, checkpointing its loops. Arguments after SCRIPT go to the script."""
+    args = list(script_args)
+    if args and args[0] == "--":
+        args = args[1:]
+    result = commands.record(script, args)
+    sys.exit(result.outcome.exit_code)
+
+
+@cli.command()
+@click.argument("script")
+@click.option("--epochs", default="all", show_default=True,
+              help="Which epochs: 5-9, 3, 1,4,7-9, last or all.")
+@click.option("--run", "run_id", type=int, default=None, help="Recorded run (default: the latest).")
+@click.option("--allow-changes", is_flag=True,
+              help="Replay even if training code changed (results marked unfaithful).")
+def replay(script: str, epochs: str, run_id: int | None, allow_changes: bool) -> None:
+    """Re-run SCRIPT's new log statements for past epochs, restoring the rest from checkpoints."""
+    result = commands.replay(script, epochs, run_id, allow_changes)
+    sys.exit(result.outcome.exit_code)
+
+
+@cli.command()
+@click.argument("script")
+@click.option("--report", is_flag=True, help="Print the analysis instead of the code.")
+def instrument(script: str, report: bool) -> None:
+    """Print SCRIPT as florc instruments it (or, with --report, what the analysis found)."""
+    click.echo(commands.report(script) if report else commands.instrument(script), nl=False)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+def runs(fmt: str) -> None:
+    """List recorded runs and replays in this project's store."""
+    rows = commands.runs_table(_root())
+    _emit(rows, ["id", "kind", "of", "script", "started", "epochs", "checkpoints", "size",
+                 "status"], fmt)
+
+
+@cli.command()
+@click.argument("run_id", type=int, required=False)
+@click.option("--name", default=None, help="Only values whose name or text contains this.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+def logs(run_id: int | None, name: str | None, fmt: str) -> None:
+    """Recorded and replayed values (of RUN and its replays, or of all runs)."""
+    rows = commands.logs_rows(_root(), run_id, name=name)
+    _emit(rows, ["run", "kind", "epoch", "step", "statement", "value"], fmt)
+
+
+def _root() -> Path:
+    from florc.runtime.store import find_root
+
+    return find_root(Path.cwd() / "x.py")
+
+
+def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=1, default=str))
+    elif fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        click.echo(_table(rows, columns), nl=False)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False, prog_name="florc")
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.stderr.write("florc: aborted\n")
+        sys.exit(130)
+    except FlorcError as exc:
+        sys.stderr.write(f"florc: {exc}\n")
+        sys.exit(exc.exit_code)

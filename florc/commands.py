@@ -1,0 +1,419 @@
+"""What each CLI command does, as plain functions: compile, run, and read the store.
+
+This is the one layer that uses both the compiler (`florc.transforms`) and the runtime
+(`florc.runtime`); the CLI only parses options and prints.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from florc import __version__
+from florc.errors import FlorcError, UsageError
+from florc.runtime import state as st
+from florc.runtime.files import FileSandbox
+from florc.runtime.runner import ProjectImportHook, RunOutcome, run_script
+from florc.runtime.session import ReplayPlan, Session
+from florc.runtime.store import Store, find_root
+from florc.transforms.align import align
+from florc.transforms.compiler import CompileResult, compile_project, identifiers, is_project_file
+from florc.transforms.instrument import compile_instrumented
+
+START_LOOP = "<start>"
+
+
+def _say(message: str, stream: TextIO | None = None) -> None:
+    (stream or sys.stderr).write(f"florc: {message}\n")
+    (stream or sys.stderr).flush()
+
+
+def _script_path(script: str) -> Path:
+    path = Path(script)
+    if not path.exists():
+        raise UsageError(f"{script}: no such file. Give the path of the training script.")
+    if path.is_dir():
+        raise UsageError(f"{script}: is a folder. Give the path of the training script.")
+    return path.resolve()
+
+
+def _env() -> dict[str, Any]:
+    def version(pkg: str) -> str | None:
+        try:
+            return importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {"python": platform.python_version(), "torch": version("torch"),
+            "numpy": version("numpy"), "florc": __version__, "platform": platform.platform()}
+
+
+def _git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _code_for(result: CompileResult, relpath: str) -> Any:
+    fm = result.files[relpath]
+    return compile_instrumented(fm.source, fm.instrumented, fm.path)
+
+
+def _hook(result: CompileResult, root: Path, session: Session) -> ProjectImportHook:
+    by_path = {Path(fm.path).resolve(): rel for rel, fm in result.files.items()}
+
+    def compile_module(path: Path, fullname: str) -> tuple[Any, dict[str, Any]] | None:
+        rel = by_path.get(path.resolve())
+        if rel is None or rel == result.script:
+            return None
+        fm = result.files[rel]
+        return _code_for(result, rel), {"files": {rel: fm.__dict__}}
+
+    return ProjectImportHook(root, lambda p: is_project_file(p, root), compile_module, session)
+
+
+def _describe_main(result: CompileResult) -> str:
+    if result.main_loop is None:
+        return "no main loop found"
+    lp = result.loop(result.main_loop)
+    assert lp is not None
+    blocks = sum(
+        1 for fm in result.files.values() for other in fm.loops
+        if other.parent_loop == lp.loop_id and other.instrumented
+    )
+    return f"main loop at {lp.relpath}:{lp.line}, {blocks} blocks under it"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+# --- instrument ----------------------------------------------------------------
+
+
+def instrument(script: str) -> str:
+    path = _script_path(script)
+    result = compile_project(path, find_root(path))
+    return result.files[result.script].instrumented
+
+
+def report(script: str) -> str:
+    path = _script_path(script)
+    result = compile_project(path, find_root(path))
+    out = []
+    main = result.loop(result.main_loop) if result.main_loop else None
+    if main is not None:
+        out.append(f"main loop: {main.relpath}:{main.line} ({result.main_loop_reason})")
+    else:
+        out.append(f"main loop: none — {result.main_loop_reason}")
+    for fm in result.files.values():
+        for lp in fm.loops:
+            role = "main loop" if lp.loop_id == result.main_loop else "block"
+            if lp.parent_loop not in (None, result.main_loop) and lp.loop_id != result.main_loop:
+                role = f"inner loop (part of {lp.parent_loop})"
+            out.append(f"\n{lp.relpath}:{lp.line}:{lp.col} {lp.kind} loop [{lp.loop_id}] — {role}")
+            out.append(f"  changeset: {', '.join(lp.changeset) or '(nothing)'}")
+            optional = sorted(set(lp.changeset) - set(lp.required))
+            if optional:
+                out.append(f"  kept when possible (not read after the loop): {', '.join(optional)}")
+            if lp.iterated:
+                out.append(f"  iterates over: {', '.join(lp.iterated)}")
+            if not lp.instrumented:
+                out.append("  left as written: inside a generator function")
+            if lp.unbounded:
+                out.append("  re-executes at replay:")
+                out.extend(f"    {reason}" for reason in lp.unbounded)
+            elif role == "block":
+                out.append("  at replay: restored from its checkpoint unless it gains a log statement")
+    out.append("\nlog statements:")
+    for fm in result.files.values():
+        for ls in fm.log_statements:
+            out.append(f"  {fm.relpath}:{ls['line']}:{ls['col']}  {ls['code']}")
+    return "\n".join(out) + "\n"
+
+
+# --- record ------------------------------------------------------------------------
+
+
+@dataclass
+class RecordResult:
+    run_id: int
+    outcome: RunOutcome
+
+
+def record(script: str, args: list[str], store_dir: Path | None = None) -> RecordResult:
+    path = _script_path(script)
+    root = find_root(path)
+    result = compile_project(path, root)
+    code = _code_for(result, result.script)
+    store = Store(root, store_dir)
+    env = _env()
+    env["git_commit"] = _git_commit(root)
+    run_id = store.create_run("record", result.script, args, env, main_loop=result.main_loop)
+    store.add_sources(run_id, {rel: fm.source for rel, fm in result.files.items()})
+    session = Session("record", store, run_id, result.to_dict())
+    _say(f"instrumented {result.script} ({_describe_main(result)}) · run {run_id} · "
+         f"store {store.dir.relative_to(root) if store.dir.is_relative_to(root) else store.dir}/")
+    start_snap = st.Snapshot(rng=st.capture_rng())
+    _save_snapshot(store, run_id, START_LOOP, start_snap)
+    t0 = time.perf_counter()
+    outcome = run_script(session, code, path, args, _hook(result, root, session))
+    elapsed = time.perf_counter() - t0
+    store.add_logs(run_id, [(ln.statement, ln.iteration, json.dumps(ln.epoch), ln.step,
+                             session.statement_code.get(ln.statement, ln.statement), ln.text, 0)
+                            for ln in session.lines])
+    store.finish_run(run_id, outcome.status, outcome.exit_code)
+    iterations = len(store.iterations(run_id))
+    total, distinct = store.run_bytes(run_id)
+    s = session.stats
+    line = (f"run {run_id} {outcome.status} — {iterations} main-loop iterations, "
+            f"{s.checkpoints} checkpoints ({_mb(total)}, {_mb(distinct)} distinct), "
+            f"checkpointing took {s.capture_seconds:.2f} s of {elapsed:.2f} s")
+    if s.unusable:
+        line += f"; {s.unusable} checkpoints could not be taken (those parts re-execute at replay)"
+    _say(line)
+    if outcome.error and outcome.status != "done":
+        _say(outcome.error)
+    store.close()
+    return RecordResult(run_id, outcome)
+
+
+def _save_snapshot(store: Store, run_id: int, loop: str, snap: st.Snapshot) -> None:
+    import pickle
+
+    data = pickle.dumps(snap, protocol=5)
+    store.add_checkpoint(run_id, loop, 0, 0, store.put_blob(data), len(data), True, {})
+
+
+# --- replay --------------------------------------------------------------------------
+
+
+_RANGE = re.compile(r"^\s*(-?\d+)\s*(?:-\s*(-?\d+))?\s*$")
+
+
+def parse_epochs(spec: str, values: list[Any]) -> tuple[list[int], str]:
+    """`5-9`, `3`, `1,4,7-9`, `last`, `all` -> (iteration indices, how numbers were read)."""
+    n = len(values)
+    if n == 0:
+        raise UsageError("the recorded run has no main-loop iterations to replay")
+    counted = all(isinstance(v, int) for v in values)
+    numbers = values if counted else list(range(n))
+    how = ("epochs as the script counts them (the main loop's variable)" if counted
+           else "0-based main-loop iterations")
+    valid = f"{numbers[0]}-{numbers[-1]}" if n > 1 else f"{numbers[0]}"
+    spec = spec.strip().lower()
+    if spec == "all":
+        return list(range(n)), how
+    if spec == "last":
+        return [n - 1], how
+    index = {v: i for i, v in enumerate(numbers)}
+    out: set[int] = set()
+    for part in spec.split(","):
+        m = _RANGE.match(part)
+        if not m:
+            raise UsageError(f"--epochs {spec!r}: expected e.g. 5-9, 3, 1,4,7-9, last or all")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        if hi < lo:
+            raise UsageError(f"--epochs {part!r}: the range is empty (start after end)")
+        for v in range(lo, hi + 1):
+            if v not in index:
+                raise UsageError(
+                    f"--epochs {part!r}: epoch {v} was not recorded; the recorded range is {valid} "
+                    f"({how})"
+                )
+            out.add(index[v])
+    return sorted(out), how
+
+
+@dataclass
+class ReplayResult:
+    replay_id: int
+    outcome: RunOutcome
+    faithful: bool
+
+
+def replay(script: str, epochs: str, run: int | None = None, allow_changes: bool = False,
+           store_dir: Path | None = None) -> ReplayResult:
+    path = _script_path(script)
+    root = find_root(path)
+    store = Store(root, store_dir)
+    relpath = str(path.relative_to(root))
+    if run is None:
+        run = store.latest_run(relpath)
+        if run is None:
+            raise UsageError(f"no recorded run of {relpath} in {store.dir}; run "
+                             f"`florc record {script}` first")
+    meta = store.run(run)
+    if meta is None or meta["kind"] != "record":
+        known = ", ".join(str(r["id"]) for r in store.runs("record")) or "none"
+        raise UsageError(f"run {run} is not a recorded run in {store.dir} (recorded runs: {known})")
+    recorded = store.sources(run)
+    known_names = {rel: identifiers(text) for rel, text in recorded.items()}
+    result = compile_project(path, root, known_names=known_names)
+    edited = {rel: fm.source for rel, fm in result.files.items()}
+    alignment = align(recorded, edited, root, result.script)
+    if not alignment.faithful:
+        listing = "\n".join(str(c) for c in alignment.changes)
+        if not allow_changes:
+            raise FlorcError(
+                f"{relpath} has changes that are not log statements — replay would not be "
+                f"faithful:\n{listing}\n  Undo them, or run with --allow-changes to replay anyway "
+                "(results marked unfaithful)."
+            )
+        _say("replaying with changes that are not log statements (results marked unfaithful):\n"
+             + listing)
+    iterations = store.iterations(run)
+    values = [v for _, v in iterations]
+    targets, how = parse_epochs(epochs, values)
+    shown = [values[i] if all(isinstance(v, int) for v in values) else i for i in targets]
+    checkpoints = {(c.loop, c.iteration, c.occurrence): c for c in store.checkpoints(run)}
+    main = result.main_loop
+    if main != meta["main_loop"]:
+        raise FlorcError(f"the main loop moved ({meta['main_loop']} when recorded, {main} now); "
+                         "replay needs the recorded structure")
+    finals = [it for (lp, it, _) in checkpoints if lp == main]
+    callees = store.callees(run)
+    probed = set(alignment.changed_loops)
+    for loop_id, fns in callees.items():
+        if fns & alignment.changed_functions:
+            probed.add(loop_id)
+    main_manifest = result.loop(main) if main else None
+    run_after = _new_statement_after_main_loop(alignment.new_statement_lines, result, main_manifest)
+    plan = ReplayPlan(targets=targets, probed=probed, new_statements=alignment.new_statements,
+                      run_after_loop=run_after, checkpoints=checkpoints,
+                      final_boundary=max(finals) if finals else None)
+    replay_id = store.create_run("replay", result.script, meta["argv"], _env(), parent=run,
+                                 main_loop=main, epochs={"spec": epochs, "iterations": targets})
+    store.add_sources(replay_id, edited)
+    _say(f"run {run} · replay {replay_id} · epochs {_ranges(shown)} — {how}"
+         + ("" if alignment.faithful else " · UNFAITHFUL (code changed)"))
+    if not alignment.new_statements:
+        _say("no new log statements: nothing to show (add print/log statements to the script)")
+    session = Session("replay", store, replay_id, result.to_dict(), plan)
+    start = checkpoints.get((START_LOOP, 0, 0))
+    if start is not None and start.blob:
+        st.restore_rng(session.load(start).rng)
+    sandbox = FileSandbox(root, store.dir / "replays" / str(replay_id) / "files", store.dir)
+    t0 = time.perf_counter()
+    sandbox.install()
+    try:
+        outcome = run_script(session, _code_for(result, result.script), path, meta["argv"],
+                             _hook(result, root, session))
+    finally:
+        sandbox.uninstall()
+    elapsed = time.perf_counter() - t0
+    store.add_logs(replay_id, [(ln.statement, ln.iteration, json.dumps(ln.epoch), ln.step,
+                                session.statement_code.get(ln.statement, ln.statement), ln.text,
+                                int(ln.new)) for ln in session.lines])
+    store.finish_run(replay_id, outcome.status, outcome.exit_code)
+    s = session.stats
+    for note in s.notes[:5]:
+        _say(note)
+    recorded_seconds = (meta["finished"] or time.time()) - meta["started"]
+    _say(f"replay {replay_id} {outcome.status} in {elapsed:.2f} s (recording took "
+         f"{recorded_seconds:.2f} s): {s.restored_boundaries} epoch checkpoints and "
+         f"{s.restored_blocks} blocks restored, {s.probed_blocks} blocks re-executed")
+    store.close()
+    return ReplayResult(replay_id, outcome, alignment.faithful)
+
+
+def _new_statement_after_main_loop(new: dict[str, tuple[int, int]], result: CompileResult,
+                                   main: Any) -> bool:
+    if main is None:
+        return False
+    main_file = result.files[main.relpath]
+    end = main.line
+    for lp in main_file.loops:
+        if lp.loop_id == main.loop_id:
+            end = _loop_end(main_file.source, lp.line)
+    for sid, (line, _) in new.items():
+        rel = sid.rsplit(":", 1)[0]
+        if rel == main.relpath and main.line <= line <= end:
+            continue
+        if rel == main.relpath and line < main.line and _same_scope_before(main_file, line, main):
+            continue
+        return True
+    return False
+
+
+def _same_scope_before(fm: Any, line: int, main: Any) -> bool:
+    for ls in fm.log_statements:
+        if ls["line"] == line:
+            return ls["scope"] == main.scope
+    return False
+
+
+def _loop_end(source: str, start: int) -> int:
+    lines = source.splitlines()
+    header = lines[start - 1]
+    indent = len(header) - len(header.lstrip())
+    end = start
+    for i in range(start, len(lines)):
+        text = lines[i]
+        if text.strip() and not text.lstrip().startswith("#"):
+            if len(text) - len(text.lstrip()) <= indent:
+                break
+        end = i + 1
+    return end
+
+
+def _ranges(values: list[Any]) -> str:
+    if not values:
+        return "(none)"
+    if not all(isinstance(v, int) for v in values):
+        return ",".join(map(str, values))
+    parts, lo, prev = [], values[0], values[0]
+    for v in values[1:]:
+        if v == prev + 1:
+            prev = v
+            continue
+        parts.append(f"{lo}–{prev}" if lo != prev else f"{lo}")
+        lo = prev = v
+    parts.append(f"{lo}–{prev}" if lo != prev else f"{lo}")
+    return ",".join(parts)
+
+
+# --- looking at results -----------------------------------------------------------------
+
+
+def runs_table(root: Path, store_dir: Path | None = None) -> list[dict[str, Any]]:
+    store = Store(root, store_dir)
+    out = []
+    for r in store.runs():
+        total, distinct = store.run_bytes(r["id"])
+        cps = [c for c in store.checkpoints(r["id"]) if c.loop != START_LOOP]
+        out.append({
+            "id": r["id"], "kind": r["kind"], "of": r["parent"] or "", "script": r["script"],
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])),
+            "epochs": len(store.iterations(r["id"])) if r["kind"] == "record"
+            else len((r["epochs"] or {}).get("iterations", [])),
+            "checkpoints": len(cps), "size": _mb(distinct), "status": r["status"],
+        })
+    store.close()
+    return out
+
+
+def logs_rows(root: Path, run: int | None, store_dir: Path | None = None,
+              name: str | None = None) -> list[dict[str, Any]]:
+    store = Store(root, store_dir)
+    if run is not None and store.run(run) is None:
+        raise UsageError(f"unknown run {run}; `florc runs` lists them")
+    rows = store.logs(run)
+    store.close()
+    for r in rows:
+        r["epoch"] = json.loads(r["epoch"]) if r["epoch"] else None
+    if name is not None:
+        rows = [r for r in rows if name in r["name"] or name in r["value"]]
+    return rows

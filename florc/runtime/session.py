@@ -1,0 +1,411 @@
+"""What record and replay do while the script runs: loop roles, checkpoints, output attribution.
+
+Loop roles, decided when a loop starts:
+- the *main loop* (its id comes from the compiler): every iteration boundary is checkpointed at
+  record; at replay iterations are skipped, restored from the nearest checkpoint, or run;
+- a *block*: a loop started inside the main loop while no other block runs. At record its
+  changeset is checkpointed at its end; at replay it is restored instead of run unless it is
+  probed (it holds a new log statement) and its iteration is one the user asked for;
+- any other loop runs as written.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+from florc.runtime import state as st
+from florc.runtime.store import Store
+
+CHECKPOINT_FORMAT = 1
+
+
+class ReplayFinished(BaseException):
+    """Raised out of the main loop once every requested iteration has run."""
+
+
+@dataclass
+class ReplayPlan:
+    targets: list[int]  # main-loop iteration indices to show, sorted
+    probed: set[str]  # loop ids that must run when shown
+    new_statements: set[str]  # "relpath:line" of new log statements
+    run_after_loop: bool  # code after the main loop holds a new log statement
+    checkpoints: dict[tuple[str, int, int], Any]  # (loop, iteration, occurrence) -> CheckpointRow
+    final_boundary: int | None  # boundary index of the recorded loop's end
+
+
+@dataclass
+class LogLine:
+    statement: str
+    iteration: int | None
+    epoch: Any
+    step: int | None
+    text: str
+    new: bool
+
+
+@dataclass
+class Stats:
+    checkpoints: int = 0
+    unusable: int = 0
+    bytes: int = 0
+    capture_seconds: float = 0.0
+    restored_blocks: int = 0
+    probed_blocks: int = 0
+    restored_boundaries: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class Session:
+    def __init__(self, mode: str, store: Store, run_id: int, compiled: dict[str, Any],
+                 plan: ReplayPlan | None = None) -> None:
+        self.mode = mode
+        self.store = store
+        self.run_id = run_id
+        self.main_loop_id: str | None = compiled.get("main_loop")
+        self.loops: dict[str, dict[str, Any]] = {}
+        self.statement_code: dict[str, str] = {}
+        self.register(compiled)
+        self.plan = plan
+        self.main: MainLoop | None = None
+        self.block: Block | None = None
+        self.iteration: int | None = None
+        self.epoch: Any = None
+        self.silent = False  # replay: the current iteration is not one the user asked for
+        self.statement: str | None = None
+        self.occurrences: dict[str, int] = {}
+        self.callees: dict[str, set[str]] = {}
+        self.lines: list[LogLine] = []
+        self.stats = Stats()
+        self.main_done = False
+
+    def register(self, compiled: dict[str, Any]) -> None:
+        for fm in compiled.get("files", {}).values():
+            for lp in fm["loops"]:
+                self.loops[lp["loop_id"]] = lp
+            for ls in fm["log_statements"]:
+                self.statement_code[f"{fm['relpath']}:{ls['line']}"] = ls["code"]
+
+    # generated code entry points ------------------------------------------------
+    def loop(self, loop_id: str) -> Any:
+        if self.main is None and not self.main_done and loop_id == self.main_loop_id:
+            self.main = MainLoop(self, loop_id)
+            return self.main
+        if self.main is not None and self.block is None and self.main.in_iteration:
+            manifest = self.loops.get(loop_id)
+            if manifest is not None and manifest.get("instrumented", True):
+                return Block(self, loop_id, manifest)
+        return _PLAIN_LOOP
+
+    def log_statement(self, statement_id: str) -> "_StatementContext":
+        return _StatementContext(self, statement_id)
+
+    def entered(self, function_key: str) -> None:
+        if self.block is not None:
+            self.block.callees.add(function_key)
+
+    def log_value(self, name: str, value: Any) -> None:
+        stmt = self.statement or "florc.log"
+        new = self.is_new(stmt)
+        self.lines.append(LogLine(stmt, self.iteration, self.epoch, self.step(), f"{name}={value!r}", new))
+        if self.mode == "replay" and new and not self.silent:
+            from florc.runtime.capture import real_stdout
+
+            real_stdout().write(f"florc.log {name} = {value!r}\n")
+
+    # output attribution ------------------------------------------------------------
+    def step(self) -> int | None:
+        return self.block.step if self.block is not None else None
+
+    def is_new(self, statement: str | None) -> bool:
+        return self.plan is not None and statement in self.plan.new_statements
+
+    def should_show(self, statement: str | None) -> bool:
+        """Replay shows only new log statements' output, and only for requested iterations."""
+        if self.mode == "record":
+            return True
+        return self.is_new(statement) and not self.silent
+
+    def on_line(self, text: str, statement: str | None) -> None:
+        if statement is None:
+            return
+        self.lines.append(
+            LogLine(statement, self.iteration, self.epoch, self.step(), text, self.is_new(statement))
+        )
+
+    # checkpoints ------------------------------------------------------------------
+    def save(self, loop_id: str, iteration: int, occurrence: int, frame: Any,
+             manifest: dict[str, Any]) -> None:
+        t0 = time.perf_counter()
+        scope = st.Scope(frame)
+        info: dict[str, Any] = {"format": CHECKPOINT_FORMAT}
+        problems = st.capture_iterated(scope, manifest.get("iterated", []))
+        paths = list(manifest["changeset"])
+        paths += [p for p in manifest.get("iterated", []) if p in st.loader_generators_in(scope, [p])]
+        blob, nbytes, usable = None, 0, not problems
+        if problems:
+            info["reason"] = "; ".join(problems.values())
+        else:
+            try:
+                snap = st.capture(scope, paths, set(manifest.get("required", [])))
+                data = pickle.dumps(snap, protocol=5)
+                blob = self.store.put_blob(data)
+                nbytes = len(data)
+                info["missing"] = snap.missing
+                info["omitted"] = snap.omitted
+            except st.CannotSnapshot as exc:
+                usable = False
+                info["reason"] = str(exc)
+            except Exception as exc:  # noqa: BLE001 - pickling arbitrary user objects
+                usable = False
+                info["reason"] = f"cannot serialise: {type(exc).__name__}: {exc}"
+        self.store.add_checkpoint(self.run_id, loop_id, iteration, occurrence, blob, nbytes, usable, info)
+        self.stats.checkpoints += 1
+        self.stats.unusable += 0 if usable else 1
+        self.stats.bytes += nbytes
+        self.stats.capture_seconds += time.perf_counter() - t0
+
+    def load(self, row: Any) -> st.Snapshot:
+        snap = pickle.loads(self.store.get_blob(row.blob))
+        if not isinstance(snap, st.Snapshot):
+            raise st.CannotRestore("checkpoint has an unknown format")
+        return snap
+
+    def try_restore(self, key: tuple[str, int, int], frame: Any) -> bool:
+        assert self.plan is not None
+        row = self.plan.checkpoints.get(key)
+        if row is None or not row.usable or row.blob is None:
+            return False
+        try:
+            st.restore(st.Scope(frame), self.load(row))
+        except (st.CannotRestore, OSError, ValueError, pickle.UnpicklingError) as exc:
+            self.stats.notes.append(f"{key[0]} iteration {key[1]}: not restored ({exc}); re-executed")
+            return False
+        return True
+
+    def finish(self) -> None:
+        for loop_id, fns in self.callees.items():
+            self.store.add_callees(self.run_id, loop_id, fns)
+
+
+class _PlainLoopType:
+    run = True
+
+    def __enter__(self) -> "_PlainLoopType":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def iterate(self, iterable: Iterable[Any]) -> Iterable[Any]:
+        return iterable
+
+    def tick(self) -> bool:
+        return True
+
+    def began(self) -> bool:
+        return True
+
+
+_PLAIN_LOOP = _PlainLoopType()
+
+
+class _StatementContext:
+    __slots__ = ("session", "statement", "outer")
+
+    def __init__(self, session: Session, statement: str) -> None:
+        self.session = session
+        self.statement = statement
+
+    def __enter__(self) -> None:
+        self.outer = self.session.statement
+        self.session.statement = self.statement
+
+    def __exit__(self, *exc: Any) -> None:
+        self.session.statement = self.outer
+
+
+class Block:
+    def __init__(self, session: Session, loop_id: str, manifest: dict[str, Any]) -> None:
+        self.session = session
+        self.loop_id = loop_id
+        self.manifest = manifest
+        self.step: int | None = None
+        self.run = True
+        self.callees: set[str] = set()
+
+    def __enter__(self) -> "Block":
+        s = self.session
+        s.block = self
+        it = s.iteration if s.iteration is not None else -1
+        self.occurrence = s.occurrences.get(self.loop_id, 0)
+        s.occurrences[self.loop_id] = self.occurrence + 1
+        if s.mode == "replay" and not self.manifest["unbounded"]:
+            assert s.plan is not None
+            probed = self.loop_id in s.plan.probed and not s.silent
+            if not probed and s.try_restore((self.loop_id, it, self.occurrence), sys._getframe(1)):
+                self.run = False
+                s.stats.restored_blocks += 1
+            else:
+                s.stats.probed_blocks += 1
+        return self
+
+    def iterate(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        self.step = -1
+        for item in iterable:
+            self.step += 1
+            yield item
+
+    def tick(self) -> bool:
+        self.step = 0 if self.step is None else self.step + 1
+        return True
+
+    def began(self) -> bool:
+        return True
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        s = self.session
+        s.block = None
+        if self.callees:
+            s.callees.setdefault(self.loop_id, set()).update(self.callees)
+        if exc_type is None and self.run and s.mode == "record" and not self.manifest["unbounded"]:
+            it = s.iteration if s.iteration is not None else -1
+            s.save(self.loop_id, it, self.occurrence, sys._getframe(1), self.manifest)
+
+
+class MainLoop:
+    """The main loop's role. Boundary b is the state before iteration b (after iteration b-1)."""
+
+    def __init__(self, session: Session, loop_id: str) -> None:
+        self.session = session
+        self.loop_id = loop_id
+        self.manifest = session.loops.get(loop_id, {"changeset": [], "required": [], "unbounded": ["unknown loop"], "iterated": []})
+        self.run = True
+        self.current: int | None = None  # iteration being executed
+        self.in_iteration = False
+        self.last_boundary = -1
+        self.pending: list[int] = list(session.plan.targets) if session.plan else []
+        self.stop_after_restore = False
+
+    def __enter__(self) -> "MainLoop":
+        return self
+
+    # record: boundaries --------------------------------------------------------------
+    def _boundary(self, b: int, frame: Any) -> None:
+        """Called before iteration b starts (b >= 1) and at the loop's end."""
+        s = self.session
+        self.in_iteration = False
+        if b <= self.last_boundary:
+            return
+        self.last_boundary = b
+        s.iteration = None
+        if s.mode == "record" and b > 0 and not self.manifest["unbounded"]:
+            s.save(self.loop_id, b, 0, frame, self.manifest)
+
+    def _begin(self, idx: int, value: Any) -> None:
+        s = self.session
+        self.current = idx
+        self.in_iteration = True
+        s.iteration = idx
+        s.occurrences = {}
+        epoch = value if isinstance(value, int) and not isinstance(value, bool) else None
+        s.epoch = epoch if epoch is not None else idx
+        if s.mode == "record":
+            s.store.add_iteration(s.run_id, idx, epoch)
+        else:
+            s.silent = idx not in (s.plan.targets if s.plan else [])
+
+    # replay: where to go next --------------------------------------------------------
+    def _plan_from(self, b: int, frame: Any) -> int | None:
+        """At boundary b: the iteration to run next (possibly after restoring), or None to stop."""
+        s = self.session
+        assert s.plan is not None
+        self.pending = [t for t in self.pending if t >= b]
+        if not self.pending:
+            final = s.plan.final_boundary
+            if s.plan.run_after_loop and final is not None and final > b:
+                if s.try_restore((self.loop_id, final, 0), frame):
+                    s.stats.restored_boundaries += 1
+                    self.last_boundary = final
+                    return None
+                self.pending = []
+                return b  # cannot jump: run on silently to the end
+            if s.plan.run_after_loop:
+                return b if final is not None and b < final else None
+            raise ReplayFinished()
+        target = self.pending[0]
+        best = None
+        for c in range(target, b, -1):
+            row = s.plan.checkpoints.get((self.loop_id, c, 0))
+            if row is not None and row.usable:
+                best = c
+                break
+        if best is not None and s.try_restore((self.loop_id, best, 0), frame):
+            s.stats.restored_boundaries += 1
+            self.last_boundary = best
+            return best
+        return b
+
+    def iterate(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        s = self.session
+        it = iter(iterable)
+        idx = 0
+        while True:
+            frame = sys._getframe(1)
+            if idx > 0:
+                self._boundary(idx, frame)
+            if s.mode == "replay":
+                nxt = self._plan_from(idx, frame)
+                if nxt is None:
+                    for _ in it:  # the recorded loop ran to its end
+                        pass
+                    return
+                while idx < nxt:
+                    try:
+                        next(it)
+                    except StopIteration:
+                        return
+                    idx += 1
+            try:
+                item = next(it)
+            except StopIteration:
+                self._boundary(idx, frame)
+                return
+            self._begin(idx, item)
+            yield item
+            idx += 1
+
+    def tick(self) -> bool:
+        s = self.session
+        frame = sys._getframe(1)
+        idx = 0 if self.current is None else self.current + 1
+        if idx > 0:
+            self._boundary(idx, frame)
+        if s.mode == "replay":
+            nxt = self._plan_from(idx, frame)
+            if nxt is None:
+                return False
+            idx = nxt
+        self.current = idx - 1 if idx > 0 else None
+        self._next_idx = idx
+        return True
+
+    def began(self) -> bool:
+        self._begin(self._next_idx, None)
+        return True
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        s = self.session
+        if exc_type is None and self.in_iteration and self.current is not None:
+            self._boundary(self.current + 1, sys._getframe(1))  # left with break
+        elif exc_type is None and self.current is not None and s.mode == "record":
+            self._boundary(self.current + 1, sys._getframe(1))
+        self.in_iteration = False
+        s.main = None
+        s.main_done = True
+        s.iteration = None
+        s.silent = False
+        s.epoch = None

@@ -1,0 +1,570 @@
+"""Capture and restore program state, in place, so object identity survives.
+
+A snapshot is a tree of small nodes that copies values at the moment it is taken (never a live
+tensor). Restoring walks the tree against the objects that exist now: modules, optimizers and
+schedulers get `load_state_dict`, tensors `copy_`, lists and dicts are mutated in place, plain
+objects have their `__dict__` restored attribute by attribute. Only values that cannot be updated
+in place (numbers, strings, a name rebound to a new object) are rebound.
+
+Restoring is two-phase: `check` first verifies every path can be restored, so a checkpoint that
+does not fit the current objects is refused before anything changes.
+
+torch and numpy are imported lazily: a script without them still works.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import sys
+import types
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+MISSING = object()
+IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, range, frozenset, type(Ellipsis))
+REFERENCE_TYPES = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type,
+                   types.MethodType)
+
+
+class CannotSnapshot(Exception):
+    pass
+
+
+class CannotRestore(Exception):
+    pass
+
+
+def _torch() -> Any:
+    return sys.modules.get("torch")
+
+
+def _numpy() -> Any:
+    return sys.modules.get("numpy")
+
+
+@dataclass
+class Node:
+    kind: str
+    value: Any = None
+    children: Any = None
+    cls: Any = None
+    extra: Any = None
+
+
+@dataclass
+class Snapshot:
+    """Named roots (access paths) -> nodes, plus RNG states."""
+
+    paths: dict[str, Node] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # paths unbound when captured
+    omitted: dict[str, str] = field(default_factory=dict)  # optional paths that could not be captured
+    rng: dict[str, Any] = field(default_factory=dict)
+
+
+def _is_module(obj: Any) -> bool:
+    t = _torch()
+    return t is not None and isinstance(obj, t.nn.Module)
+
+
+def _is_optimizer(obj: Any) -> bool:
+    t = _torch()
+    return t is not None and isinstance(obj, t.optim.Optimizer)
+
+
+def _is_tensor(obj: Any) -> bool:
+    t = _torch()
+    return t is not None and isinstance(obj, t.Tensor)
+
+
+def _is_dataloader(obj: Any) -> bool:
+    t = _torch()
+    return t is not None and isinstance(obj, t.utils.data.DataLoader)
+
+
+def _is_reiterable(obj: Any) -> bool:
+    """Iterating it does not change it (a fresh iterator each time)."""
+    if isinstance(obj, (list, tuple, dict, range, str, bytes, set, frozenset)):
+        return True
+    if _is_dataloader(obj) or _is_tensor(obj):
+        return True
+    np = _numpy()
+    if np is not None and isinstance(obj, np.ndarray):
+        return True
+    t = _torch()
+    if t is not None and isinstance(obj, t.utils.data.Dataset):
+        return True
+    try:
+        return iter(obj) is not obj
+    except TypeError:
+        return True
+
+
+def _clone_tensor(t: Any) -> Any:
+    return t.detach().to("cpu", copy=True)
+
+
+class _Capturer:
+    def __init__(self) -> None:
+        self.memo: dict[int, Node] = {}
+        self.keep: list[Any] = []  # keep ids stable while capturing
+
+    def capture(self, obj: Any, depth: int = 0) -> Node:
+        if depth > 60:
+            raise CannotSnapshot("object graph too deep")
+        if isinstance(obj, IMMUTABLE):
+            return Node("value", obj)
+        if isinstance(obj, REFERENCE_TYPES):
+            return Node("ref")
+        key = id(obj)
+        hit = self.memo.get(key)
+        if hit is not None:
+            return hit
+        self.keep.append(obj)
+        node = self._capture_new(obj, depth)
+        self.memo[key] = node
+        return node
+
+    def _capture_new(self, obj: Any, depth: int) -> Node:
+        t = _torch()
+        if _is_tensor(obj):
+            grad = _clone_tensor(obj.grad) if obj.is_leaf and obj.grad is not None else None
+            return Node("tensor", _clone_tensor(obj), extra=(str(obj.device), obj.requires_grad, grad))
+        if _is_module(obj):
+            state = {k: _clone_tensor(v) for k, v in obj.state_dict(keep_vars=True).items()}
+            grads = {n: (_clone_tensor(p.grad) if p.grad is not None else None)
+                     for n, p in obj.named_parameters()}
+            modes = [m.training for m in obj.modules()]
+            return Node("module", state, extra=(grads, modes), cls=type(obj))
+        if _is_optimizer(obj):
+            params = [p for g in obj.param_groups for p in g["params"]]
+            values = [_clone_tensor(p) for p in params]
+            grads = [(_clone_tensor(p.grad) if p.grad is not None else None) for p in params]
+            state = copy.deepcopy(obj.state_dict())
+            _cpu_tree(state)
+            return Node("optimizer", state, extra=(values, grads), cls=type(obj))
+        if _is_dataloader(obj):
+            return Node("dataloader", _loader_generators(obj))
+        if t is not None and isinstance(obj, t.Generator):
+            return Node("generator", obj.get_state())
+        np = _numpy()
+        if np is not None and isinstance(obj, np.ndarray):
+            return Node("ndarray", obj.copy())
+        if np is not None and isinstance(obj, np.random.Generator):
+            return Node("np_generator", copy.deepcopy(obj.bit_generator.state))
+        if np is not None and isinstance(obj, np.random.RandomState):
+            return Node("np_randomstate", obj.get_state())
+        if isinstance(obj, random.Random):
+            return Node("random", obj.getstate())
+        if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict") and not isinstance(obj, type):
+            try:
+                state = copy.deepcopy(obj.state_dict())
+            except Exception as exc:  # noqa: BLE001 - any failure means "cannot capture"
+                raise CannotSnapshot(f"{type(obj).__name__}.state_dict() failed: {exc}") from None
+            return Node("stateful", state, cls=type(obj))
+        if type(obj) is list:
+            node = Node("list", children=[])
+            self.memo[id(obj)] = node
+            node.children = [self.capture(x, depth + 1) for x in obj]
+            return node
+        if type(obj) is tuple:
+            return Node("tuple", children=[self.capture(x, depth + 1) for x in obj])
+        if type(obj) is dict:
+            node = Node("dict", children=[])
+            self.memo[id(obj)] = node
+            for k, v in obj.items():
+                if not isinstance(k, IMMUTABLE + (tuple,)):
+                    raise CannotSnapshot(f"dict key of type {type(k).__name__}")
+                node.children.append((k, self.capture(v, depth + 1)))
+            return node
+        if isinstance(obj, (set, bytearray)):
+            return Node("copy", copy.copy(obj))
+        if hasattr(obj, "__dict__") and not hasattr(type(obj), "__slots__") and _plain_class(obj):
+            node = Node("object", children={}, cls=type(obj))
+            self.memo[id(obj)] = node
+            for k, v in vars(obj).items():
+                node.children[k] = self.capture(v, depth + 1)
+            return node
+        try:
+            return Node("copy", copy.deepcopy(obj))
+        except Exception as exc:  # noqa: BLE001
+            raise CannotSnapshot(f"{type(obj).__name__} cannot be copied: {exc}") from None
+
+
+def _plain_class(obj: Any) -> bool:
+    """User-level classes whose state lives in __dict__ (not C extensions, iterators, files)."""
+    import io
+
+    if isinstance(obj, (io.IOBase, types.GeneratorType)):
+        return False
+    try:
+        return iter(obj) is not obj
+    except TypeError:
+        return True
+
+
+def _cpu_tree(tree: Any) -> None:
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            if _is_tensor(v):
+                tree[k] = _clone_tensor(v)
+            else:
+                _cpu_tree(v)
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            if _is_tensor(v):
+                tree[i] = _clone_tensor(v)
+            else:
+                _cpu_tree(v)
+
+
+def _loader_generators(loader: Any) -> dict[str, Any]:
+    out = {}
+    for path in ("generator", "sampler.generator", "batch_sampler.sampler.generator"):
+        obj: Any = loader
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if obj is not None and hasattr(obj, "get_state"):
+            out[path] = obj.get_state()
+    return out
+
+
+# --- restore -----------------------------------------------------------------
+
+
+class _Restorer:
+    """Applies nodes to current objects. With apply=False it only checks."""
+
+    def __init__(self, apply: bool) -> None:
+        self.apply = apply
+        self.done: dict[int, Any] = {}
+
+    def restore(self, current: Any, node: Node) -> Any:
+        key = id(node)
+        if key in self.done:
+            return self.done[key]
+        result = self._restore(current, node)
+        self.done[key] = result
+        return result
+
+    def _restore(self, cur: Any, node: Node) -> Any:
+        k = node.kind
+        if k == "value":
+            return node.value
+        if k == "ref":
+            if cur is MISSING:
+                raise CannotRestore("a function or module binding cannot be recreated")
+            return cur
+        if k == "tensor":
+            value, (device, requires_grad, grad) = node.value, node.extra
+            if _is_tensor(cur) and cur.shape == value.shape and cur.dtype == value.dtype:
+                if self.apply:
+                    t = _torch()
+                    with t.no_grad():
+                        cur.copy_(value)
+                    _set_grad(cur, grad)
+                return cur
+            if not self.apply:
+                return None
+            fresh = value.to(device)
+            if requires_grad:
+                fresh.requires_grad_(True)
+            return fresh
+        if k == "module":
+            if not (_is_module(cur) and type(cur) is node.cls):
+                raise CannotRestore(f"expected a {node.cls.__name__} module to restore into")
+            if self.apply:
+                _load_module(cur, node)
+            return cur
+        if k == "optimizer":
+            if not (_is_optimizer(cur) and type(cur) is node.cls):
+                raise CannotRestore(f"expected a {node.cls.__name__} optimizer to restore into")
+            if self.apply:
+                t = _torch()
+                params = [p for g in cur.param_groups for p in g["params"]]
+                values, grads = node.extra
+                with t.no_grad():
+                    for p, v, g in zip(params, values, grads):
+                        p.copy_(v)
+                        _set_grad(p, g)
+                cur.load_state_dict(copy.deepcopy(node.value))
+            return cur
+        if k == "stateful":
+            if type(cur) is not node.cls:
+                raise CannotRestore(f"expected a {node.cls.__name__} to restore into")
+            if self.apply:
+                cur.load_state_dict(copy.deepcopy(node.value))
+            return cur
+        if k == "dataloader":
+            if not _is_dataloader(cur):
+                raise CannotRestore("expected a DataLoader")
+            if self.apply:
+                for path, state in node.value.items():
+                    obj: Any = cur
+                    for part in path.split("."):
+                        obj = getattr(obj, part, None)
+                    if obj is not None:
+                        obj.set_state(state)
+            return cur
+        if k == "generator":
+            t = _torch()
+            if t is not None and isinstance(cur, t.Generator):
+                if self.apply:
+                    cur.set_state(node.value)
+                return cur
+            if not self.apply:
+                return None
+            g = t.Generator()
+            g.set_state(node.value)
+            return g
+        if k == "ndarray":
+            np = _numpy()
+            if isinstance(cur, np.ndarray) and cur.shape == node.value.shape and cur.dtype == node.value.dtype and cur.flags.writeable:
+                if self.apply:
+                    np.copyto(cur, node.value)
+                return cur
+            return node.value.copy() if self.apply else None
+        if k == "np_generator":
+            np = _numpy()
+            if isinstance(cur, np.random.Generator):
+                if self.apply:
+                    cur.bit_generator.state = copy.deepcopy(node.value)
+                return cur
+            raise CannotRestore("expected a numpy Generator")
+        if k == "np_randomstate":
+            np = _numpy()
+            if isinstance(cur, np.random.RandomState):
+                if self.apply:
+                    cur.set_state(node.value)
+                return cur
+            raise CannotRestore("expected a numpy RandomState")
+        if k == "random":
+            if isinstance(cur, random.Random):
+                if self.apply:
+                    cur.setstate(node.value)
+                return cur
+            raise CannotRestore("expected a random.Random")
+        if k == "copy":
+            return copy.deepcopy(node.value) if self.apply else None
+        if k == "list":
+            items = cur if type(cur) is list else []
+            new = [self.restore(items[i] if i < len(items) else MISSING, c)
+                   for i, c in enumerate(node.children)]
+            if type(cur) is list:
+                if self.apply:
+                    cur[:] = new
+                return cur
+            return new
+        if k == "tuple":
+            items = cur if type(cur) is tuple and len(cur) == len(node.children) else ()
+            return tuple(self.restore(items[i] if items else MISSING, c)
+                         for i, c in enumerate(node.children))
+        if k == "dict":
+            base = cur if type(cur) is dict else {}
+            new = {key: self.restore(base.get(key, MISSING), c) for key, c in node.children}
+            if type(cur) is dict:
+                if self.apply:
+                    cur.clear()
+                    cur.update(new)
+                return cur
+            return new
+        if k == "object":
+            if type(cur) is node.cls:
+                target = cur
+            else:
+                if cur is not MISSING and cur is not None and hasattr(cur, "__dict__"):
+                    raise CannotRestore(f"expected a {node.cls.__name__}")
+                target = node.cls.__new__(node.cls) if self.apply else None
+            attrs = vars(cur) if type(cur) is node.cls else {}
+            new = {a: self.restore(attrs.get(a, MISSING), c) for a, c in node.children.items()}
+            if self.apply and target is not None:
+                d = vars(target)
+                for a in [a for a in d if a not in new]:
+                    del d[a]
+                d.update(new)
+            return target
+        raise CannotRestore(f"unknown snapshot kind {k}")
+
+
+def _set_grad(t: Any, grad: Any) -> None:
+    if grad is None:
+        t.grad = None
+    elif t.grad is not None and t.grad.shape == grad.shape:
+        t.grad.copy_(grad)
+    else:
+        t.grad = grad.to(t.device)
+
+
+def _load_module(module: Any, node: Node) -> None:
+    t = _torch()
+    state = module.state_dict(keep_vars=True)
+    with t.no_grad():
+        for name, value in node.value.items():
+            cur = state.get(name)
+            if cur is not None and _is_tensor(cur) and cur.shape == value.shape:
+                cur.copy_(value)
+            else:
+                module.load_state_dict({name: value}, strict=False)
+    grads, modes = node.extra
+    for name, p in module.named_parameters():
+        _set_grad(p, grads.get(name))
+    for m, mode in zip(module.modules(), modes):
+        m.training = mode
+
+
+# --- paths -------------------------------------------------------------------
+
+
+class Scope:
+    """Where access paths are resolved: a frame's locals, its globals, other modules."""
+
+    def __init__(self, frame: types.FrameType) -> None:
+        self.frame = frame
+        code = frame.f_code
+        self.local_names = set(code.co_varnames) | set(code.co_cellvars) | set(code.co_freevars)
+        self.is_module = frame.f_globals is frame.f_locals
+        self.locals = frame.f_locals
+        self.globals = frame.f_globals
+        self.local_writes: dict[str, Any] = {}
+
+    def _root(self, name: str) -> tuple[dict[str, Any] | None, str]:
+        if name.startswith("@"):
+            modname, _, var = name[1:].partition(":")
+            mod = sys.modules.get(modname)
+            return (vars(mod) if mod is not None else None), var
+        if not self.is_module and name in self.local_names:
+            return self.locals, name
+        return self.globals, name
+
+    def get(self, path: str) -> Any:
+        parts = _split(path)
+        ns, name = self._root(parts[0])
+        if ns is None or name not in ns:
+            return MISSING
+        obj = ns[name]
+        for attr in parts[1:]:
+            try:
+                obj = getattr(obj, attr)
+            except Exception:  # noqa: BLE001
+                return MISSING
+        return obj
+
+    def set(self, path: str, value: Any) -> None:
+        parts = _split(path)
+        if len(parts) == 1:
+            ns, name = self._root(parts[0])
+            if ns is None:
+                return
+            if ns is self.locals and not self.is_module:
+                self.local_writes[name] = value
+            ns[name] = value
+            return
+        parent = self.get(".".join(parts[:-1]))
+        if parent is not MISSING:
+            setattr(parent, parts[-1], value)
+
+    def commit(self) -> None:
+        """Write rebound locals back into the running function's frame."""
+        if self.local_writes:
+            write_frame_locals(self.frame, self.local_writes)
+            self.local_writes = {}
+
+
+def _split(path: str) -> list[str]:
+    if path.startswith("@"):
+        head, _, rest = path.partition(":")
+        var, *attrs = rest.split(".")
+        return [f"{head}:{var}", *attrs]
+    return path.split(".")
+
+
+def write_frame_locals(frame: types.FrameType, values: dict[str, Any]) -> None:
+    if sys.version_info >= (3, 13):
+        for k, v in values.items():
+            frame.f_locals[k] = v  # write-through proxy (PEP 667)
+        return
+    import ctypes
+
+    f_locals = frame.f_locals
+    f_locals.update(values)
+    ctypes.pythonapi.PyFrame_LocalsToFast(ctypes.py_object(frame), ctypes.c_int(0))
+
+
+def capture(scope: Scope, paths: Iterable[str], required: set[str]) -> Snapshot:
+    """Snapshot the given paths. Raises CannotSnapshot when a required path fails."""
+    snap = Snapshot()
+    cap = _Capturer()
+    for path in paths:
+        obj = scope.get(path)
+        if obj is MISSING:
+            snap.missing.append(path)
+            continue
+        try:
+            snap.paths[path] = cap.capture(obj)
+        except CannotSnapshot as exc:
+            if path in required:
+                raise CannotSnapshot(f"`{path}`: {exc}") from None
+            snap.omitted[path] = str(exc)
+    snap.rng = capture_rng()
+    return snap
+
+
+def capture_iterated(scope: Scope, paths: Iterable[str]) -> dict[str, str]:
+    """Iterated paths that are iterators (consumed by the loop): not restorable -> reasons."""
+    problems = {}
+    for path in paths:
+        obj = scope.get(path)
+        if obj is not MISSING and not _is_reiterable(obj):
+            problems[path] = f"`{path}` is an iterator that the loop consumes"
+    return problems
+
+
+def restore(scope: Scope, snap: Snapshot) -> None:
+    """Restore all paths in place; raises CannotRestore (before changing anything) if it can't."""
+    for phase_apply in (False, True):
+        r = _Restorer(apply=phase_apply)
+        for path, node in snap.paths.items():
+            cur = scope.get(path)
+            value = r.restore(cur, node)
+            if phase_apply and value is not cur:
+                scope.set(path, value)
+    scope.commit()
+    restore_rng(snap.rng)
+
+
+def loader_generators_in(scope: Scope, paths: Iterable[str]) -> dict[str, Any]:
+    out = {}
+    for path in paths:
+        obj = scope.get(path)
+        if _is_dataloader(obj):
+            out[path] = _loader_generators(obj)
+    return out
+
+
+# --- RNG -----------------------------------------------------------------------
+
+
+def capture_rng() -> dict[str, Any]:
+    state: dict[str, Any] = {"python": random.getstate()}
+    np = _numpy()
+    if np is not None:
+        state["numpy"] = np.random.get_state()
+    t = _torch()
+    if t is not None:
+        state["torch"] = t.get_rng_state()
+        if t.cuda.is_available() and t.cuda.is_initialized():
+            state["cuda"] = t.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    if "python" in state:
+        random.setstate(state["python"])
+    np = _numpy()
+    if np is not None and "numpy" in state:
+        np.random.set_state(state["numpy"])
+    t = _torch()
+    if t is not None and "torch" in state:
+        t.set_rng_state(state["torch"])
+        if "cuda" in state and t.cuda.is_available():
+            t.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,243 @@
+"""The source-to-source transform: loops become memoizable blocks, log statements are tagged.
+
+Every loop of training code becomes
+
+    with __florc__.loop("train.py:main:0") as __florc_l0:
+        if __florc_l0.run:
+            for batch in __florc_l0.iterate(loader):
+                ...
+
+The runtime decides each loop's role when it starts: the main loop (epoch boundaries are
+checkpointed, and at replay skipped or restored), a block under the main loop (its changeset is
+checkpointed at its end, and at replay it is restored instead of run unless it is probed), or a
+plain loop. Log statements run inside `with __florc__.log_statement(...)` so their output is
+attributed to them, and every project function notes that it ran.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from typing import Sequence
+
+import libcst as cst
+
+from florc.transforms.modules import LoopInfo, ModuleInfo
+from florc.transforms.syntax import RESERVED_PREFIX
+
+RUNTIME_IMPORT = "import florc.runtime.api as __florc__"
+
+
+def _stmt(code: str) -> cst.BaseStatement:
+    return cst.parse_statement(code)
+
+
+def _contains_yield(fn: cst.FunctionDef) -> bool:
+    class V(cst.CSTVisitor):
+        found = False
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return node is fn
+
+        def visit_Lambda(self, node: cst.Lambda) -> bool:
+            return False
+
+        def visit_Yield(self, node: cst.Yield) -> None:
+            V.found = True
+
+    v = V()
+    fn.visit(v)
+    return V.found or fn.asynchronous is not None
+
+
+class _Instrumenter(cst.CSTTransformer):
+    def __init__(self, info: ModuleInfo) -> None:
+        self.info = info
+        self.loops = {id(lp.node): lp for lp in info.loops}
+        self.logs = {id(ls.node): ls for ls in info.log_statements}
+        self.function_stack: list[tuple[cst.FunctionDef, bool]] = []  # (node, is_generator)
+        self.class_depth: list[bool] = []  # True when directly in a class body
+
+    # scopes -------------------------------------------------------------------
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self.class_depth.append(True)
+
+    def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
+        self.class_depth.pop()
+        return updated_node
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.function_stack.append((node, _contains_yield(node)))
+        self.class_depth.append(False)
+
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef:
+        self.function_stack.pop()
+        self.class_depth.pop()
+        qual = next(
+            (q for q, f in self.info.functions.items() if f.node is original_node), None
+        )
+        if qual is None or not isinstance(updated_node.body, cst.IndentedBlock):
+            return updated_node
+        marker = _stmt(f'__florc__.entered("{self.info.relpath}:{qual}")\n')
+        body = list(updated_node.body.body)
+        at = 1 if body and _is_docstring(body[0]) else 0
+        body.insert(at, marker)
+        return updated_node.with_changes(body=updated_node.body.with_changes(body=body))
+
+    def _instrument_loops_here(self) -> bool:
+        if self.class_depth and self.class_depth[-1]:
+            return False
+        return not (self.function_stack and self.function_stack[-1][1])
+
+    # log statements -----------------------------------------------------------
+    def _wrap_log(self, original: cst.CSTNode, updated: cst.BaseStatement) -> cst.BaseStatement:
+        ls = self.logs.get(id(original))
+        if ls is None:
+            return updated
+        leading = getattr(updated, "leading_lines", ())
+        inner = updated.with_changes(leading_lines=())
+        return cst.With(
+            items=[cst.WithItem(cst.parse_expression(f'__florc__.log_statement("{self.info.relpath}:{ls.line}")'))],
+            body=cst.IndentedBlock(body=[inner]),
+            leading_lines=leading,
+        )
+
+    def leave_SimpleStatementLine(
+        self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
+    ) -> cst.BaseStatement:
+        return self._wrap_log(original_node, updated_node)
+
+    def leave_If(self, original_node: cst.If, updated_node: cst.If) -> cst.BaseStatement:
+        return self._wrap_log(original_node, updated_node)
+
+    # loops ----------------------------------------------------------------------
+    def _wrap_loop(self, original: cst.For | cst.While, updated: cst.For | cst.While) -> cst.BaseStatement:
+        if id(original) in self.logs:
+            return self._wrap_log(original, updated)
+        loop = self.loops.get(id(original))
+        if loop is None or not self._instrument_loops_here():
+            return updated
+        alias = f"{RESERVED_PREFIX}_l{loop.index}"
+        leading = updated.leading_lines
+        if isinstance(updated, cst.For):
+            it = cst.Call(
+                func=cst.Attribute(cst.Name(alias), cst.Name("iterate")),
+                args=[cst.Arg(updated.iter)],
+            )
+            inner: cst.BaseStatement = updated.with_changes(iter=it, leading_lines=())
+        else:
+            tick = cst.Call(func=cst.Attribute(cst.Name(alias), cst.Name("tick")))
+            test = updated.test
+            if not isinstance(test, (cst.Name, cst.Call, cst.Attribute, cst.Comparison)):
+                test = test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            inner = updated.with_changes(
+                test=cst.BooleanOperation(tick, cst.And(), test), leading_lines=()
+            )
+        guarded = cst.If(
+            test=cst.Attribute(cst.Name(alias), cst.Name("run")),
+            body=cst.IndentedBlock(body=[inner]),
+        )
+        return cst.With(
+            items=[
+                cst.WithItem(
+                    cst.parse_expression(f'__florc__.loop("{loop.loop_id}")'),
+                    asname=cst.AsName(cst.Name(alias)),
+                )
+            ],
+            body=cst.IndentedBlock(body=[guarded]),
+            leading_lines=leading,
+        )
+
+    def leave_For(self, original_node: cst.For, updated_node: cst.For) -> cst.BaseStatement:
+        return self._wrap_loop(original_node, updated_node)
+
+    def leave_While(self, original_node: cst.While, updated_node: cst.While) -> cst.BaseStatement:
+        return self._wrap_loop(original_node, updated_node)
+
+    # module -----------------------------------------------------------------------
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        body = list(updated_node.body)
+        at = 0
+        if body and _is_docstring(body[0]):
+            at = 1
+        while at < len(body) and _is_future_import(body[at]):
+            at += 1
+        body.insert(at, _stmt(RUNTIME_IMPORT + "\n"))
+        return updated_node.with_changes(body=body)
+
+
+def _is_docstring(stmt: cst.CSTNode) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Expr)
+        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )
+
+
+def _is_future_import(stmt: cst.CSTNode) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and any(
+            isinstance(s, cst.ImportFrom)
+            and isinstance(s.module, cst.Name)
+            and s.module.value == "__future__"
+            for s in stmt.body
+        )
+    )
+
+
+def is_instrumented(source: str) -> bool:
+    return RUNTIME_IMPORT in source
+
+
+def instrument(info: ModuleInfo) -> str:
+    """Instrumented source text for one analysed module (already instrumented: unchanged)."""
+    if is_instrumented(info.source):
+        return info.source
+    return info.tree.visit(_Instrumenter(info)).code
+
+
+def line_map(original: str, instrumented: str) -> list[int]:
+    """For each instrumented line (1-based index), the original line it came from."""
+    a = [line.strip() for line in original.splitlines()]
+    b = [line.strip() for line in instrumented.splitlines()]
+    mapping = [0] * (len(b) + 1)
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    for i, j, n in matcher.get_matching_blocks():
+        for k in range(n):
+            mapping[j + k + 1] = i + k + 1
+    # generated lines take the position of the next original line (the statement they wrap)
+    nxt = len(a) or 1
+    for j in range(len(b), 0, -1):
+        if mapping[j]:
+            nxt = mapping[j]
+        else:
+            mapping[j] = nxt
+    return mapping
+
+
+def compile_instrumented(original: str, instrumented: str, filename: str) -> object:
+    """Compile with every position mapped back to the user's own file and line."""
+    tree = ast.parse(instrumented, filename=filename)
+    mapping = line_map(original, instrumented)
+    for node in ast.walk(tree):
+        if hasattr(node, "lineno") and node.lineno is not None:
+            node.lineno = mapping[min(node.lineno, len(mapping) - 1)]
+            end = getattr(node, "end_lineno", None)
+            if end is not None:
+                node.end_lineno = max(node.lineno, mapping[min(end, len(mapping) - 1)])
+    return compile(tree, filename, "exec", dont_inherit=True)
+
+
+def loops_not_instrumented(info: ModuleInfo) -> Sequence[LoopInfo]:
+    """Loops left as they are (in generator functions or class bodies)."""
+    out = []
+    gens = {id(f.node) for f in info.functions.values() if _contains_yield(f.node)}
+    for lp in info.loops:
+        fn = info.functions.get(lp.scope)
+        if fn is not None and id(fn.node) in gens:
+            out.append(lp)
+    return out

@@ -1,0 +1,284 @@
+"""What one source file holds: imports, functions, loops and log statements, with positions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from florc.transforms.logstatements import LogStatementFinder
+from florc.transforms.syntax import MAIN_LOOP_PRAGMA, SKIP_PRAGMA, has_pragma, parse
+
+Loop = cst.For | cst.While
+
+
+@dataclass
+class FunctionInfo:
+    qualname: str  # "train", "Trainer.fit", "main.<locals>.step"
+    name: str
+    node: cst.FunctionDef
+    params: list[str]
+    star_params: bool  # has *args or **kwargs
+    is_method: bool
+    enclosing: str | None  # qualname of the enclosing function, for closures
+    line: int
+
+
+@dataclass
+class LoopInfo:
+    loop_id: str  # stable: "<relpath>:<scope>:<index>"
+    node: Loop
+    scope: str  # qualname of the enclosing function, or "<module>"
+    index: int
+    line: int
+    col: int
+    kind: str  # "for" | "while"
+    parent_loop: str | None  # enclosing loop in the same scope
+    main_pragma: bool
+    skip_pragma: bool
+
+
+@dataclass
+class LogStatementInfo:
+    node: cst.BaseStatement
+    line: int
+    col: int
+    end_line: int
+    scope: str
+    loop_id: str | None  # innermost enclosing (non-log) loop
+    code: str  # normalised source text
+
+
+@dataclass
+class ModuleInfo:
+    path: Path
+    relpath: str
+    module_name: str  # dotted import name, "__main__" for the script
+    source: str
+    tree: cst.Module
+    imports: dict[str, str] = field(default_factory=dict)  # local alias -> dotted module/object
+    functions: dict[str, FunctionInfo] = field(default_factory=dict)
+    classes: dict[str, cst.ClassDef] = field(default_factory=dict)
+    loops: list[LoopInfo] = field(default_factory=list)
+    log_statements: list[LogStatementInfo] = field(default_factory=list)
+    positions: dict[cst.CSTNode, object] = field(default_factory=dict)
+    finder: LogStatementFinder | None = None
+
+    def loop_by_node(self, node: cst.CSTNode) -> LoopInfo | None:
+        for loop in self.loops:
+            if loop.node is node:
+                return loop
+        return None
+
+    def position(self, node: cst.CSTNode) -> tuple[int, int]:
+        pos = self.positions.get(node)
+        if pos is None:
+            return (0, 0)
+        return (pos.start.line, pos.start.column + 1)  # type: ignore[attr-defined]
+
+    def end_line(self, node: cst.CSTNode) -> int:
+        pos = self.positions.get(node)
+        return pos.end.line if pos is not None else 0  # type: ignore[attr-defined]
+
+
+def read_source(path: Path, shown: str) -> str:
+    from florc.errors import SourceError
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SourceError(shown, 0, 0, "no such file", "Check the path of the training script.") from None
+    except OSError as exc:
+        raise SourceError(shown, 0, 0, f"cannot read: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SourceError(
+            shown, line, col, "not valid UTF-8 text", "Save the file as UTF-8 (PEP 3120)."
+        ) from None
+
+
+def analyse_module(
+    source: str,
+    path: Path,
+    relpath: str,
+    module_name: str,
+    known_names: frozenset[str] | None = None,
+) -> ModuleInfo:
+    tree = parse(source, relpath)
+    wrapper = MetadataWrapper(tree, unsafe_skip_copy=True)
+    positions = wrapper.resolve(PositionProvider)
+    info = ModuleInfo(path, relpath, module_name, source, tree, positions=dict(positions))
+    info.finder = LogStatementFinder(tree, known_names)
+    tree.visit(_Collector(info))
+    return info
+
+
+class _Collector(cst.CSTVisitor):
+    def __init__(self, info: ModuleInfo) -> None:
+        self.info = info
+        self.scopes: list[tuple[str, str]] = []  # (kind, name): ("def"|"class", name)
+        self.loop_stack: list[list[LoopInfo | None]] = [[]]  # per scope: enclosing loops
+        self.loop_counts: dict[str, int] = {}
+        self.in_log = 0
+
+    # scopes --------------------------------------------------------------
+    def _qualname(self, name: str | None = None) -> str:
+        parts: list[str] = []
+        for kind, n in self.scopes:
+            parts.append(n)
+            if kind == "def":
+                parts.append("<locals>")
+        if name is not None:
+            parts.append(name)
+        elif parts and parts[-1] == "<locals>":
+            parts.pop()
+        return ".".join(parts) if parts else "<module>"
+
+    def _enclosing_function(self) -> str | None:
+        for i in range(len(self.scopes) - 1, -1, -1):
+            if self.scopes[i][0] == "def":
+                saved = self.scopes
+                self.scopes = saved[: i + 1]
+                q = self._qualname()
+                self.scopes = saved
+                return q
+        return None
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self.info.classes[self._qualname(node.name.value)] = node
+        self.scopes.append(("class", node.name.value))
+        self.loop_stack.append([])
+
+    def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
+        self.scopes.pop()
+        self.loop_stack.pop()
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        qual = self._qualname(node.name.value)
+        params = node.params
+        names = [p.name.value for p in (*params.posonly_params, *params.params)]
+        names += [p.name.value for p in params.kwonly_params]
+        star = isinstance(params.star_arg, cst.Param) or params.star_kwarg is not None
+        is_method = bool(self.scopes) and self.scopes[-1][0] == "class"
+        line, _ = self.info.position(node)
+        self.info.functions[qual] = FunctionInfo(
+            qual, node.name.value, node, names, star, is_method, self._enclosing_function(), line
+        )
+        self.scopes.append(("def", node.name.value))
+        self.loop_stack.append([])
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self.scopes.pop()
+        self.loop_stack.pop()
+
+    # imports -------------------------------------------------------------
+    def visit_Import(self, node: cst.Import) -> None:
+        for alias in node.names:
+            full = cst.Module([]).code_for_node(alias.name)
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                self.info.imports[alias.asname.name.value] = full
+            else:
+                root = full.split(".")[0]
+                self.info.imports.setdefault(root, root)
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        mod = cst.Module([]).code_for_node(node.module) if node.module is not None else ""
+        dots = "".join("." for _ in node.relative)
+        base = dots + mod
+        if isinstance(node.names, cst.ImportStar):
+            return
+        for alias in node.names:
+            name = cst.Module([]).code_for_node(alias.name)
+            local = name
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                local = alias.asname.name.value
+            self.info.imports[local] = f"{base}:{name}"
+
+    # statements ----------------------------------------------------------
+    def _log_check(self, node: cst.CSTNode) -> bool:
+        assert self.info.finder is not None
+        if self.in_log:
+            return True
+        if self.info.finder.is_log_statement(node):
+            line, col = self.info.position(node)
+            loops = [lp for lp in self.loop_stack[-1] if lp is not None]
+            code = cst.Module([]).code_for_node(node).strip()
+            self.info.log_statements.append(
+                LogStatementInfo(
+                    node,  # type: ignore[arg-type]
+                    line,
+                    col,
+                    self.info.end_line(node),
+                    self._enclosing_function() or "<module>",
+                    loops[-1].loop_id if loops else None,
+                    _normalise(code),
+                )
+            )
+            self.in_log += 1
+            return True
+        return False
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+        self._log_check(node)
+
+    def leave_SimpleStatementLine(self, original_node: cst.SimpleStatementLine) -> None:
+        self._leave_log(original_node)
+
+    def visit_If(self, node: cst.If) -> None:
+        self._log_check(node)
+
+    def leave_If(self, original_node: cst.If) -> None:
+        self._leave_log(original_node)
+
+    def _leave_log(self, node: cst.CSTNode) -> None:
+        if self.in_log and self.info.log_statements and self.info.log_statements[-1].node is node:
+            self.in_log -= 1
+
+    def _visit_loop(self, node: Loop, kind: str) -> None:
+        if self._log_check(node):
+            self.loop_stack[-1].append(None)
+            return
+        scope = self._enclosing_function() or "<module>"
+        index = self.loop_counts.get(scope, 0)
+        self.loop_counts[scope] = index + 1
+        line, col = self.info.position(node)
+        parents = [lp for lp in self.loop_stack[-1] if lp is not None]
+        loop = LoopInfo(
+            loop_id=f"{self.info.relpath}:{scope}:{index}",
+            node=node,
+            scope=scope,
+            index=index,
+            line=line,
+            col=col,
+            kind=kind,
+            parent_loop=parents[-1].loop_id if parents else None,
+            main_pragma=has_pragma(node, MAIN_LOOP_PRAGMA),
+            skip_pragma=has_pragma(node, SKIP_PRAGMA),
+        )
+        self.info.loops.append(loop)
+        self.loop_stack[-1].append(loop)
+
+    def _leave_loop(self, node: Loop) -> None:
+        self.loop_stack[-1].pop()
+        self._leave_log(node)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._visit_loop(node, "for")
+
+    def leave_For(self, original_node: cst.For) -> None:
+        self._leave_loop(original_node)
+
+    def visit_While(self, node: cst.While) -> None:
+        self._visit_loop(node, "while")
+
+    def leave_While(self, original_node: cst.While) -> None:
+        self._leave_loop(original_node)
+
+
+def _normalise(code: str) -> str:
+    return " ".join(code.split())
