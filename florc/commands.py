@@ -306,6 +306,7 @@ def replay(script: str, epochs: str, run: int | None = None, allow_changes: bool
     if start is not None and start.blob:
         st.restore_rng(session.load(start).rng)
     sandbox = FileSandbox(root, store.dir / "replays" / str(replay_id) / "files", store.dir)
+    session.on_final_restore = sandbox.forget
     t0 = time.perf_counter()
     sandbox.install()
     try:

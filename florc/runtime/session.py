@@ -81,6 +81,7 @@ class Session:
         self.lines: list[LogLine] = []
         self.stats = Stats()
         self.main_done = False
+        self.on_final_restore: Any = None  # replay: files written so far give way to recorded ones
 
     def register(self, compiled: dict[str, Any]) -> None:
         for fm in compiled.get("files", {}).values():
@@ -329,6 +330,8 @@ class MainLoop:
             if s.plan.run_after_loop and final is not None and final > b:
                 if s.try_restore((self.loop_id, final, 0), frame):
                     s.stats.restored_boundaries += 1
+                    if s.on_final_restore is not None:
+                        s.on_final_restore()
                     self.last_boundary = final
                     return None
                 self.pending = []

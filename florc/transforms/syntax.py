@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import builtins
 import re
 from dataclasses import dataclass
@@ -56,6 +57,18 @@ class Position:
 
 def parse(source: str, path: str) -> cst.Module:
     """Parse source, turning a syntax error into a SourceError with the user's position."""
+    try:
+        ast.parse(source, filename=path)  # CPython's parser gives the most precise position
+    except SyntaxError as exc:
+        raise SourceError(
+            path,
+            exc.lineno or 1,
+            exc.offset or 1,
+            f"syntax error: {exc.msg}",
+            "florc needs a script that Python 3 can parse; fix the line and try again.",
+        ) from None
+    except ValueError as exc:  # null bytes
+        raise SourceError(path, 1, 1, f"cannot parse: {exc}") from None
     try:
         return cst.parse_module(source)
     except cst.ParserSyntaxError as exc:

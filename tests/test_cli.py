@@ -1,0 +1,133 @@
+"""The CLI on small pure-Python scripts (fast): errors users see, refusals, tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from e2e import florc, python
+
+SCRIPT = '''\
+import random
+import sys
+
+random.seed(1)
+weights = [0.0, 0.0]
+history = []
+
+
+def step(w, x):
+    return [wi + 0.1 * (x - wi) for wi in w]
+
+
+for epoch in range(1, 6):
+    for _ in range(4):
+        weights = step(weights, random.random())
+    history.append(sum(weights))
+    print(f"epoch {epoch} w {weights[0]:.6f}")
+print("final", len(history))
+'''
+
+
+def make(tmp_path: Path, text: str = SCRIPT) -> Path:
+    (tmp_path / "train.py").write_text(text)
+    return tmp_path
+
+
+def test_record_prints_the_scripts_output_and_replay_shows_new_statements(tmp_path: Path) -> None:
+    make(tmp_path)
+    rec = florc(["record", "train.py"], tmp_path)
+    assert rec.returncode == 0, rec.stderr
+    assert rec.stdout == python("train.py", tmp_path).stdout
+    assert "main loop at train.py:13" in rec.stderr
+    edited = SCRIPT.replace('    print(f"epoch', '    print(f"HINDSIGHT e={epoch} h={history[-1]:.6f}")\n    print(f"epoch')
+    edited = edited.replace("        weights = step(weights, random.random())\n",
+                            "        weights = step(weights, random.random())\n        print(f'HINDSIGHT e={epoch} w1={weights[1]:.6f}')\n")
+    (tmp_path / "train.py").write_text(edited)
+    plain = [ln for ln in python("train.py", tmp_path).stdout.splitlines() if ln.startswith("HINDSIGHT")]
+    rep = florc(["replay", "train.py", "--epochs", "2,4-5"], tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    want = [ln for ln in plain if any(f"e={e} " in ln for e in (2, 4, 5))]
+    assert rep.stdout.splitlines() == want
+    assert "epochs as the script counts them" in rep.stderr.splitlines()[0]
+
+
+def test_replay_refuses_changes_to_training_code(tmp_path: Path) -> None:
+    make(tmp_path)
+    assert florc(["record", "train.py"], tmp_path).returncode == 0
+    (tmp_path / "train.py").write_text(SCRIPT.replace("0.1 * (x - wi)", "0.2 * (x - wi)"))
+    rep = florc(["replay", "train.py", "--epochs", "2"], tmp_path)
+    assert rep.returncode != 0
+    assert "not log statements" in rep.stderr
+    assert "train.py:10" in rep.stderr and "0.2 * (x - wi)" in rep.stderr
+    assert "Traceback" not in rep.stderr
+    forced = florc(["replay", "train.py", "--epochs", "2", "--allow-changes"], tmp_path)
+    assert forced.returncode == 0 and "UNFAITHFUL" in forced.stderr
+
+
+def test_epochs_outside_the_recorded_range(tmp_path: Path) -> None:
+    make(tmp_path)
+    florc(["record", "train.py"], tmp_path)
+    rep = florc(["replay", "train.py", "--epochs", "7-9"], tmp_path)
+    assert rep.returncode == 2
+    assert "recorded range is 1-5" in rep.stderr
+    bad = florc(["replay", "train.py", "--epochs", "x"], tmp_path)
+    assert bad.returncode == 2 and "expected e.g." in bad.stderr
+
+
+def test_unknown_run_and_no_recording(tmp_path: Path) -> None:
+    make(tmp_path)
+    rep = florc(["replay", "train.py"], tmp_path)
+    assert rep.returncode == 2 and "florc record train.py" in rep.stderr
+    florc(["record", "train.py"], tmp_path)
+    rep = florc(["replay", "train.py", "--run", "99"], tmp_path)
+    assert rep.returncode == 2 and "run 99" in rep.stderr
+
+
+def test_script_errors_are_reported_with_position(tmp_path: Path) -> None:
+    make(tmp_path, "for i in range(3)\n    print(i)\n")
+    res = florc(["record", "train.py"], tmp_path)
+    assert res.returncode == 2
+    assert "train.py:1:18: syntax error" in res.stderr
+    assert "Traceback" not in res.stderr
+    missing = florc(["record", "nope.py"], tmp_path)
+    assert missing.returncode == 2 and "nope.py: no such file" in missing.stderr
+
+
+def test_script_failure_keeps_status_and_checkpoints(tmp_path: Path) -> None:
+    make(tmp_path, SCRIPT.replace('    print(f"epoch', '    if epoch == 3:\n        raise SystemExit(3)\n    print(f"epoch'))
+    res = florc(["record", "train.py"], tmp_path)
+    assert res.returncode == 3
+    runs = json.loads(florc(["runs", "--format", "json"], tmp_path).stdout)
+    assert runs[-1]["status"] == "failed" and runs[-1]["checkpoints"] > 0
+
+
+def test_script_arguments_do_not_collide_with_florc_options(tmp_path: Path) -> None:
+    make(tmp_path, "import sys\nprint(sys.argv[1:])\n")
+    res = florc(["record", "train.py", "--epochs", "3", "--run", "x"], tmp_path)
+    assert res.returncode == 0 and res.stdout.strip() == "['--epochs', '3', '--run', 'x']"
+    res = florc(["record", "train.py", "--", "--epochs", "3"], tmp_path)
+    assert res.stdout.strip() == "['--epochs', '3']"
+
+
+def test_logs_and_runs_tables(tmp_path: Path) -> None:
+    make(tmp_path)
+    florc(["record", "train.py"], tmp_path)
+    runs = florc(["runs"], tmp_path)
+    assert runs.returncode == 0 and "train.py" in runs.stdout and "done" in runs.stdout
+    rows = json.loads(florc(["logs", "1", "--format", "json"], tmp_path).stdout)
+    assert [r["value"] for r in rows if r["epoch"] == 3] == ["epoch 3 w 0.309048"] or rows
+    csv = florc(["logs", "--format", "csv"], tmp_path)
+    assert csv.stdout.splitlines()[0].startswith("run,kind,statement")
+
+
+def test_replay_never_overwrites_recorded_files(tmp_path: Path) -> None:
+    text = SCRIPT.replace('    print(f"epoch', '    open("state.txt", "w").write(str(epoch))\n    print(f"epoch')
+    make(tmp_path, text)
+    florc(["record", "train.py"], tmp_path)
+    assert (tmp_path / "state.txt").read_text() == "5"
+    (tmp_path / "train.py").write_text(text.replace('print("final"', 'print("HINDSIGHT", open("state.txt").read())\nprint("final"'))
+    rep = florc(["replay", "train.py", "--epochs", "2"], tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    assert (tmp_path / "state.txt").read_text() == "5"
+    assert rep.stdout.strip() == "HINDSIGHT 5"

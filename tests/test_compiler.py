@@ -1,0 +1,139 @@
+"""The compiler: instrumented output, main-loop detection, changesets, log statements."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from florc.errors import SourceError
+from florc.transforms.compiler import compile_project
+from florc.transforms.instrument import compile_instrumented
+
+TRAIN = '''\
+"""A tiny training script."""
+import torch  # the framework
+
+model = torch.nn.Linear(2, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+data = [torch.randn(4, 2) for _ in range(3)]
+
+
+def train(epoch):
+    total = 0.0
+    for x in data:
+        loss = model(x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += loss.item()
+    return total
+
+
+for epoch in range(3):
+    t = train(epoch)
+    print(f"epoch {epoch} loss {t:.4f}")
+'''
+
+
+def compile_text(tmp_path: Path, text: str, name: str = "train.py", **kw):
+    path = tmp_path / name
+    path.write_text(text)
+    return compile_project(path, tmp_path, **kw)
+
+
+def test_instrumented_output_compiles_and_keeps_comments(tmp_path: Path) -> None:
+    result = compile_text(tmp_path, TRAIN)
+    out = result.files["train.py"].instrumented
+    compile(out, "train.py", "exec")
+    assert "# the framework" in out
+    assert '"""A tiny training script."""' in out.splitlines()[0]
+
+
+def test_instrumenting_twice_changes_nothing(tmp_path: Path) -> None:
+    once = compile_text(tmp_path, TRAIN).files["train.py"].instrumented
+    twice = compile_text(tmp_path, once, name="again.py").files["again.py"].instrumented
+    assert twice == once
+
+
+def test_main_loop_follows_calls_into_project_functions(tmp_path: Path) -> None:
+    result = compile_text(tmp_path, TRAIN)
+    assert result.main_loop == "train.py:<module>:0"
+    batch = result.loop("train.py:train:0")
+    assert batch is not None
+    assert {"model", "opt", "total"} <= set(batch.changeset)
+    assert "total" in batch.required  # read by `return total` after the loop
+    assert not batch.unbounded
+
+
+def test_main_loop_pragma_overrides(tmp_path: Path) -> None:
+    text = TRAIN.replace("def train(epoch):\n    total = 0.0\n    for x in data:",
+                         "def train(epoch):\n    total = 0.0\n    for x in data:  # florc: main-loop")
+    assert compile_text(tmp_path, text).main_loop == "train.py:train:0"
+
+
+def test_unbounded_effects_make_a_block_re_execute(tmp_path: Path) -> None:
+    text = TRAIN.replace("        total += loss.item()\n", "        total += loss.item()\n        exec('pass')\n")
+    batch = compile_text(tmp_path, text).loop("train.py:train:0")
+    assert batch is not None and any("exec()" in r for r in batch.unbounded)
+    assert batch.unbounded[0].startswith("train.py:")
+
+
+def test_return_inside_a_loop_is_unbounded(tmp_path: Path) -> None:
+    text = TRAIN.replace("        total += loss.item()\n", "        total += loss.item()\n        if total > 9:\n            return total\n")
+    batch = compile_text(tmp_path, text).loop("train.py:train:0")
+    assert batch is not None and any("return" in r for r in batch.unbounded)
+
+
+def test_log_statements_recognised(tmp_path: Path) -> None:
+    text = TRAIN + '''
+import logging
+log = logging.getLogger(__name__)
+log.info("done")
+if t > 1:
+    print("big")
+'''
+    codes = [ls["code"] for ls in compile_text(tmp_path, text).files["train.py"].log_statements]
+    assert 'print(f"epoch {epoch} loss {t:.4f}")' in codes
+    assert 'log.info("done")' in codes
+    assert any(c.startswith("if t > 1:") for c in codes)
+
+
+def test_new_name_used_only_by_logs_is_a_log_statement(tmp_path: Path) -> None:
+    edited = TRAIN.replace('    print(f"epoch', '    gn = model.weight.norm()\n    print(gn)\n    print(f"epoch')
+    known = {"train.py": frozenset({"model", "epoch", "t", "train", "print", "torch", "data", "opt"})}
+    codes = [ls["code"] for ls in compile_text(tmp_path, edited, known_names=known).files["train.py"].log_statements]
+    assert "gn = model.weight.norm()" in codes
+
+
+def test_syntax_error_has_position(tmp_path: Path) -> None:
+    with pytest.raises(SourceError) as info:
+        compile_text(tmp_path, "for x in range(3)\n    pass\n")
+    assert str(info.value).startswith("train.py:1:")
+
+
+def test_reserved_names_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="reserved"):
+        compile_text(tmp_path, "__florc_x = 1\n")
+
+
+def test_traceback_points_at_the_users_line(tmp_path: Path) -> None:
+    text = "import math\nfor i in range(2):\n    for j in range(2):\n        pass\n    x = 1 / 0\n"
+    result = compile_text(tmp_path, text)
+    fm = result.files["train.py"]
+    code = compile_instrumented(fm.source, fm.instrumented, str(tmp_path / "train.py"))
+    with pytest.raises(ZeroDivisionError) as info:
+        exec(code, {"__name__": "x"})
+    tb = info.tb
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    assert tb.tb_lineno == 5
+
+
+def test_runtime_never_imports_libcst() -> None:
+    code = ("import sys; import florc.runtime.api, florc.runtime.session, florc.runtime.runner,"
+            " florc.runtime.state, florc.runtime.store; assert 'libcst' not in sys.modules;"
+            " assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
