@@ -6,6 +6,7 @@ This is the one layer that uses both the compiler (`florc.transforms`) and the r
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import platform
@@ -78,7 +79,7 @@ def _hook(result: CompileResult, root: Path, session: Session) -> ProjectImportH
         if rel is None or rel == result.script:
             return None
         fm = result.files[rel]
-        return _code_for(result, rel), {"files": {rel: fm.__dict__}}
+        return _code_for(result, rel), {"files": {rel: dataclasses.asdict(fm)}}
 
     return ProjectImportHook(root, lambda p: is_project_file(p, root), compile_module, session)
 

@@ -169,8 +169,8 @@ class _Capturer:
             return node
         if type(obj) is tuple:
             return Node("tuple", children=[self.capture(x, depth + 1) for x in obj])
-        if type(obj) is dict:
-            node = Node("dict", children=[])
+        if isinstance(obj, dict) and type(obj).__init__ in (dict.__init__, _ordered_init()):
+            node = Node("dict", children=[], cls=type(obj))
             self.memo[id(obj)] = node
             for k, v in obj.items():
                 if not isinstance(k, IMMUTABLE + (tuple,)):
@@ -189,6 +189,12 @@ class _Capturer:
             return Node("copy", copy.deepcopy(obj))
         except Exception as exc:  # noqa: BLE001
             raise CannotSnapshot(f"{type(obj).__name__} cannot be copied: {exc}") from None
+
+
+def _ordered_init() -> Any:
+    import collections
+
+    return collections.OrderedDict.__init__
 
 
 def _plain_class(obj: Any) -> bool:
@@ -360,14 +366,16 @@ class _Restorer:
             return tuple(self.restore(items[i] if items else MISSING, c)
                          for i, c in enumerate(node.children))
         if k == "dict":
-            base = cur if type(cur) is dict else {}
-            new = {key: self.restore(base.get(key, MISSING), c) for key, c in node.children}
-            if type(cur) is dict:
+            cls = node.cls or dict
+            same = type(cur) is cls
+            base = cur if same else {}
+            pairs = [(key, self.restore(base.get(key, MISSING), c)) for key, c in node.children]
+            if same:
                 if self.apply:
                     cur.clear()
-                    cur.update(new)
+                    cur.update(pairs)
                 return cur
-            return new
+            return cls(pairs)
         if k == "object":
             if type(cur) is node.cls:
                 target = cur

@@ -207,10 +207,10 @@ class _Scope:
         if name.startswith(RESERVED_PREFIX):
             return False
         target = self.module.imports.get(name)
-        if target is not None and ":" not in target:
+        if target is not None:
             other, _ = self.project.module_for_import(self.module, target)
             if other is None:
-                return False  # a library module: its own state (RNGs) is captured separately
+                return False  # a library module or class: its own state (RNGs) is captured apart
         if name in BUILTIN_NAMES and name not in self.module.imports:
             return False
         return not self.project.is_project_name(self.module, self.scope, name)

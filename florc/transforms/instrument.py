@@ -128,12 +128,18 @@ class _Instrumenter(cst.CSTTransformer):
             )
             inner: cst.BaseStatement = updated.with_changes(iter=it, leading_lines=())
         else:
+            # tick() marks the iteration boundary (and may restore state) before the test runs;
+            # began() marks that an iteration really starts
             tick = cst.Call(func=cst.Attribute(cst.Name(alias), cst.Name("tick")))
+            began = cst.Call(func=cst.Attribute(cst.Name(alias), cst.Name("began")))
             test = updated.test
             if not isinstance(test, (cst.Name, cst.Call, cst.Attribute, cst.Comparison)):
                 test = test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
             inner = updated.with_changes(
-                test=cst.BooleanOperation(tick, cst.And(), test), leading_lines=()
+                test=cst.BooleanOperation(
+                    cst.BooleanOperation(tick, cst.And(), test), cst.And(), began
+                ),
+                leading_lines=(),
             )
         guarded = cst.If(
             test=cst.Attribute(cst.Name(alias), cst.Name("run")),
