@@ -11,4 +11,4 @@ __version__ = "0.1.0"
 from florc.runtime.api import log
 from florc.runtime.results import dataframe
 
-__all__ = ["__version__", "log", "dataframe"]
+__all__ = ["__version__", "dataframe", "log"]

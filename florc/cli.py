@@ -45,11 +45,15 @@ def record(script: str, script_args: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.argument("script")
-@click.option("--epochs", default="all", show_default=True,
-              help="Which epochs: 5-9, 3, 1,4,7-9, last or all.")
+@click.option(
+    "--epochs", default="all", show_default=True, help="Which epochs: 5-9, 3, 1,4,7-9, last or all."
+)
 @click.option("--run", "run_id", type=int, default=None, help="Recorded run (default: the latest).")
-@click.option("--allow-changes", is_flag=True,
-              help="Replay even if training code changed (results marked unfaithful).")
+@click.option(
+    "--allow-changes",
+    is_flag=True,
+    help="Replay even if training code changed (results marked unfaithful).",
+)
 def replay(script: str, epochs: str, run_id: int | None, allow_changes: bool) -> None:
     """Re-run SCRIPT's new log statements for past epochs, restoring the rest from checkpoints."""
     result = commands.replay(script, epochs, run_id, allow_changes)
@@ -69,8 +73,11 @@ def instrument(script: str, report: bool) -> None:
 def runs(fmt: str) -> None:
     """List recorded runs and replays in this project's store."""
     rows = commands.runs_table(_root())
-    _emit(rows, ["id", "kind", "of", "script", "started", "epochs", "checkpoints", "size",
-                 "status"], fmt)
+    _emit(
+        rows,
+        ["id", "kind", "of", "script", "started", "epochs", "checkpoints", "size", "status"],
+        fmt,
+    )
 
 
 @cli.command()

@@ -53,14 +53,20 @@ def _env() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    return {"python": platform.python_version(), "torch": version("torch"),
-            "numpy": version("numpy"), "florc": __version__, "platform": platform.platform()}
+    return {
+        "python": platform.python_version(),
+        "torch": version("torch"),
+        "numpy": version("numpy"),
+        "florc": __version__,
+        "platform": platform.platform(),
+    }
 
 
 def _git_commit(root: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -90,7 +96,9 @@ def _describe_main(result: CompileResult) -> str:
     lp = result.loop(result.main_loop)
     assert lp is not None
     blocks = sum(
-        1 for fm in result.files.values() for other in fm.loops
+        1
+        for fm in result.files.values()
+        for other in fm.loops
         if other.parent_loop == lp.loop_id and other.instrumented
     )
     return f"main loop at {lp.relpath}:{lp.line}, {blocks} blocks under it"
@@ -136,7 +144,9 @@ def report(script: str) -> str:
                 out.append("  re-executes at replay:")
                 out.extend(f"    {reason}" for reason in lp.unbounded)
             elif role == "block":
-                out.append("  at replay: restored from its checkpoint unless it gains a log statement")
+                out.append(
+                    "  at replay: restored from its checkpoint unless it gains a log statement"
+                )
     out.append("\nlog statements:")
     for fm in result.files.values():
         for ls in fm.log_statements:
@@ -164,23 +174,39 @@ def record(script: str, args: list[str], store_dir: Path | None = None) -> Recor
     run_id = store.create_run("record", result.script, args, env, main_loop=result.main_loop)
     store.add_sources(run_id, {rel: fm.source for rel, fm in result.files.items()})
     session = Session("record", store, run_id, result.to_dict())
-    _say(f"instrumented {result.script} ({_describe_main(result)}) · run {run_id} · "
-         f"store {store.dir.relative_to(root) if store.dir.is_relative_to(root) else store.dir}/")
+    _say(
+        f"instrumented {result.script} ({_describe_main(result)}) · run {run_id} · "
+        f"store {store.dir.relative_to(root) if store.dir.is_relative_to(root) else store.dir}/"
+    )
     start_snap = st.Snapshot(rng=st.capture_rng())
     _save_snapshot(store, run_id, START_LOOP, start_snap)
     t0 = time.perf_counter()
     outcome = run_script(session, code, path, args, _hook(result, root, session))
     elapsed = time.perf_counter() - t0
-    store.add_logs(run_id, [(ln.statement, ln.iteration, json.dumps(ln.epoch), ln.step,
-                             session.statement_code.get(ln.statement, ln.statement), ln.text, 0)
-                            for ln in session.lines])
+    store.add_logs(
+        run_id,
+        [
+            (
+                ln.statement,
+                ln.iteration,
+                json.dumps(ln.epoch),
+                ln.step,
+                session.statement_code.get(ln.statement, ln.statement),
+                ln.text,
+                0,
+            )
+            for ln in session.lines
+        ],
+    )
     store.finish_run(run_id, outcome.status, outcome.exit_code)
     iterations = len(store.iterations(run_id))
     total, distinct = store.run_bytes(run_id)
     s = session.stats
-    line = (f"run {run_id} {outcome.status} — {iterations} main-loop iterations, "
-            f"{s.checkpoints} checkpoints ({_mb(total)}, {_mb(distinct)} distinct), "
-            f"checkpointing took {s.capture_seconds:.2f} s of {elapsed:.2f} s")
+    line = (
+        f"run {run_id} {outcome.status} — {iterations} main-loop iterations, "
+        f"{s.checkpoints} checkpoints ({_mb(total)}, {_mb(distinct)} distinct), "
+        f"checkpointing took {s.capture_seconds:.2f} s of {elapsed:.2f} s"
+    )
     if s.unusable:
         line += f"; {s.unusable} checkpoints could not be taken (those parts re-execute at replay)"
     _say(line)
@@ -210,8 +236,11 @@ def parse_epochs(spec: str, values: list[Any]) -> tuple[list[int], str]:
         raise UsageError("the recorded run has no main-loop iterations to replay")
     counted = all(isinstance(v, int) for v in values)
     numbers = values if counted else list(range(n))
-    how = ("epochs as the script counts them (the main loop's variable)" if counted
-           else "0-based main-loop iterations")
+    how = (
+        "epochs as the script counts them (the main loop's variable)"
+        if counted
+        else "0-based main-loop iterations"
+    )
     valid = f"{numbers[0]}-{numbers[-1]}" if n > 1 else f"{numbers[0]}"
     spec = spec.strip().lower()
     if spec == "all":
@@ -245,8 +274,13 @@ class ReplayResult:
     faithful: bool
 
 
-def replay(script: str, epochs: str, run: int | None = None, allow_changes: bool = False,
-           store_dir: Path | None = None) -> ReplayResult:
+def replay(
+    script: str,
+    epochs: str,
+    run: int | None = None,
+    allow_changes: bool = False,
+    store_dir: Path | None = None,
+) -> ReplayResult:
     path = _script_path(script)
     root = find_root(path)
     store = Store(root, store_dir)
@@ -254,8 +288,9 @@ def replay(script: str, epochs: str, run: int | None = None, allow_changes: bool
     if run is None:
         run = store.latest_run(relpath)
         if run is None:
-            raise UsageError(f"no recorded run of {relpath} in {store.dir}; run "
-                             f"`florc record {script}` first")
+            raise UsageError(
+                f"no recorded run of {relpath} in {store.dir}; run `florc record {script}` first"
+            )
     meta = store.run(run)
     if meta is None or meta["kind"] != "record":
         known = ", ".join(str(r["id"]) for r in store.runs("record")) or "none"
@@ -273,8 +308,10 @@ def replay(script: str, epochs: str, run: int | None = None, allow_changes: bool
                 f"faithful:\n{listing}\n  Undo them, or run with --allow-changes to replay anyway "
                 "(results marked unfaithful)."
             )
-        _say("replaying with changes that are not log statements (results marked unfaithful):\n"
-             + listing)
+        _say(
+            "replaying with changes that are not log statements (results marked unfaithful):\n"
+            + listing
+        )
     iterations = store.iterations(run)
     values = [v for _, v in iterations]
     targets, how = parse_epochs(epochs, values)
@@ -282,8 +319,10 @@ def replay(script: str, epochs: str, run: int | None = None, allow_changes: bool
     checkpoints = {(c.loop, c.iteration, c.occurrence): c for c in store.checkpoints(run)}
     main = result.main_loop
     if main != meta["main_loop"]:
-        raise FlorcError(f"the main loop moved ({meta['main_loop']} when recorded, {main} now); "
-                         "replay needs the recorded structure")
+        raise FlorcError(
+            f"the main loop moved ({meta['main_loop']} when recorded, {main} now); "
+            "replay needs the recorded structure"
+        )
     finals = [it for (lp, it, _) in checkpoints if lp == main]
     callees = store.callees(run)
     probed = set(alignment.changed_loops)
@@ -292,14 +331,28 @@ def replay(script: str, epochs: str, run: int | None = None, allow_changes: bool
             probed.add(loop_id)
     main_manifest = result.loop(main) if main else None
     run_after = _new_statement_after_main_loop(alignment.new_statement_lines, result, main_manifest)
-    plan = ReplayPlan(targets=targets, probed=probed, new_statements=alignment.new_statements,
-                      run_after_loop=run_after, checkpoints=checkpoints,
-                      final_boundary=max(finals) if finals else None)
-    replay_id = store.create_run("replay", result.script, meta["argv"], _env(), parent=run,
-                                 main_loop=main, epochs={"spec": epochs, "iterations": targets})
+    plan = ReplayPlan(
+        targets=targets,
+        probed=probed,
+        new_statements=alignment.new_statements,
+        run_after_loop=run_after,
+        checkpoints=checkpoints,
+        final_boundary=max(finals) if finals else None,
+    )
+    replay_id = store.create_run(
+        "replay",
+        result.script,
+        meta["argv"],
+        _env(),
+        parent=run,
+        main_loop=main,
+        epochs={"spec": epochs, "iterations": targets},
+    )
     store.add_sources(replay_id, edited)
-    _say(f"run {run} · replay {replay_id} · epochs {_ranges(shown)} — {how}"
-         + ("" if alignment.faithful else " · UNFAITHFUL (code changed)"))
+    _say(
+        f"run {run} · replay {replay_id} · epochs {_ranges(shown)} — {how}"
+        + ("" if alignment.faithful else " · UNFAITHFUL (code changed)")
+    )
     if not alignment.new_statements:
         _say("no new log statements: nothing to show (add print/log statements to the script)")
     session = Session("replay", store, replay_id, result.to_dict(), plan)
@@ -311,28 +364,48 @@ def replay(script: str, epochs: str, run: int | None = None, allow_changes: bool
     t0 = time.perf_counter()
     sandbox.install()
     try:
-        outcome = run_script(session, _code_for(result, result.script), path, meta["argv"],
-                             _hook(result, root, session))
+        outcome = run_script(
+            session,
+            _code_for(result, result.script),
+            path,
+            meta["argv"],
+            _hook(result, root, session),
+        )
     finally:
         sandbox.uninstall()
     elapsed = time.perf_counter() - t0
-    store.add_logs(replay_id, [(ln.statement, ln.iteration, json.dumps(ln.epoch), ln.step,
-                                session.statement_code.get(ln.statement, ln.statement), ln.text,
-                                int(ln.new)) for ln in session.lines])
+    store.add_logs(
+        replay_id,
+        [
+            (
+                ln.statement,
+                ln.iteration,
+                json.dumps(ln.epoch),
+                ln.step,
+                session.statement_code.get(ln.statement, ln.statement),
+                ln.text,
+                int(ln.new),
+            )
+            for ln in session.lines
+        ],
+    )
     store.finish_run(replay_id, outcome.status, outcome.exit_code)
     s = session.stats
     for note in s.notes[:5]:
         _say(note)
     recorded_seconds = (meta["finished"] or time.time()) - meta["started"]
-    _say(f"replay {replay_id} {outcome.status} in {elapsed:.2f} s (recording took "
-         f"{recorded_seconds:.2f} s): {s.restored_boundaries} epoch checkpoints and "
-         f"{s.restored_blocks} blocks restored, {s.probed_blocks} blocks re-executed")
+    _say(
+        f"replay {replay_id} {outcome.status} in {elapsed:.2f} s (recording took "
+        f"{recorded_seconds:.2f} s): {s.restored_boundaries} epoch checkpoints and "
+        f"{s.restored_blocks} blocks restored, {s.probed_blocks} blocks re-executed"
+    )
     store.close()
     return ReplayResult(replay_id, outcome, alignment.faithful)
 
 
-def _new_statement_after_main_loop(new: dict[str, tuple[int, int]], result: CompileResult,
-                                   main: Any) -> bool:
+def _new_statement_after_main_loop(
+    new: dict[str, tuple[int, int]], result: CompileResult, main: Any
+) -> bool:
     if main is None:
         return False
     main_file = result.files[main.relpath]
@@ -364,9 +437,9 @@ def _loop_end(source: str, start: int) -> int:
     end = start
     for i in range(start, len(lines)):
         text = lines[i]
-        if text.strip() and not text.lstrip().startswith("#"):
-            if len(text) - len(text.lstrip()) <= indent:
-                break
+        code = text.strip() and not text.lstrip().startswith("#")
+        if code and len(text) - len(text.lstrip()) <= indent:
+            break
         end = i + 1
     return end
 
@@ -396,19 +469,28 @@ def runs_table(root: Path, store_dir: Path | None = None) -> list[dict[str, Any]
     for r in store.runs():
         total, distinct = store.run_bytes(r["id"])
         cps = [c for c in store.checkpoints(r["id"]) if c.loop != START_LOOP]
-        out.append({
-            "id": r["id"], "kind": r["kind"], "of": r["parent"] or "", "script": r["script"],
-            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])),
-            "epochs": len(store.iterations(r["id"])) if r["kind"] == "record"
-            else len((r["epochs"] or {}).get("iterations", [])),
-            "checkpoints": len(cps), "size": _mb(distinct), "status": r["status"],
-        })
+        out.append(
+            {
+                "id": r["id"],
+                "kind": r["kind"],
+                "of": r["parent"] or "",
+                "script": r["script"],
+                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])),
+                "epochs": len(store.iterations(r["id"]))
+                if r["kind"] == "record"
+                else len((r["epochs"] or {}).get("iterations", [])),
+                "checkpoints": len(cps),
+                "size": _mb(distinct),
+                "status": r["status"],
+            }
+        )
     store.close()
     return out
 
 
-def logs_rows(root: Path, run: int | None, store_dir: Path | None = None,
-              name: str | None = None) -> list[dict[str, Any]]:
+def logs_rows(
+    root: Path, run: int | None, store_dir: Path | None = None, name: str | None = None
+) -> list[dict[str, Any]]:
     store = Store(root, store_dir)
     if run is not None and store.run(run) is None:
         raise UsageError(f"unknown run {run}; `florc runs` lists them")

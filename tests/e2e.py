@@ -41,8 +41,9 @@ def python(script: str, cwd: Path, args: list[str] | None = None) -> Result:
 
 
 def copy_project(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("hindsight", "__pycache__", ".florc",
-                                                            "*.pt"))
+    shutil.copytree(
+        src, dst, ignore=shutil.ignore_patterns("hindsight", "__pycache__", ".florc", "*.pt")
+    )
     return dst
 
 

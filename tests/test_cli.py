@@ -7,7 +7,7 @@ from pathlib import Path
 
 from e2e import florc, python
 
-SCRIPT = '''\
+SCRIPT = """\
 import random
 import sys
 
@@ -26,7 +26,7 @@ for epoch in range(1, 6):
     history.append(sum(weights))
     print(f"epoch {epoch} w {weights[0]:.6f}")
 print("final", len(history))
-'''
+"""
 
 
 def make(tmp_path: Path, text: str = SCRIPT) -> Path:
@@ -40,11 +40,18 @@ def test_record_prints_the_scripts_output_and_replay_shows_new_statements(tmp_pa
     assert rec.returncode == 0, rec.stderr
     assert rec.stdout == python("train.py", tmp_path).stdout
     assert "main loop at train.py:13" in rec.stderr
-    edited = SCRIPT.replace('    print(f"epoch', '    print(f"HINDSIGHT e={epoch} h={history[-1]:.6f}")\n    print(f"epoch')
-    edited = edited.replace("        weights = step(weights, random.random())\n",
-                            "        weights = step(weights, random.random())\n        print(f'HINDSIGHT e={epoch} w1={weights[1]:.6f}')\n")
+    edited = SCRIPT.replace(
+        '    print(f"epoch',
+        '    print(f"HINDSIGHT e={epoch} h={history[-1]:.6f}")\n    print(f"epoch',
+    )
+    edited = edited.replace(
+        "        weights = step(weights, random.random())\n",
+        "        weights = step(weights, random.random())\n        print(f'HINDSIGHT e={epoch} w1={weights[1]:.6f}')\n",
+    )
     (tmp_path / "train.py").write_text(edited)
-    plain = [ln for ln in python("train.py", tmp_path).stdout.splitlines() if ln.startswith("HINDSIGHT")]
+    plain = [
+        ln for ln in python("train.py", tmp_path).stdout.splitlines() if ln.startswith("HINDSIGHT")
+    ]
     rep = florc(["replay", "train.py", "--epochs", "2,4-5"], tmp_path)
     assert rep.returncode == 0, rep.stderr
     want = [ln for ln in plain if any(f"e={e} " in ln for e in (2, 4, 5))]
@@ -95,7 +102,13 @@ def test_script_errors_are_reported_with_position(tmp_path: Path) -> None:
 
 
 def test_script_failure_keeps_status_and_checkpoints(tmp_path: Path) -> None:
-    make(tmp_path, SCRIPT.replace('    print(f"epoch', '    if epoch == 3:\n        raise SystemExit(3)\n    print(f"epoch'))
+    make(
+        tmp_path,
+        SCRIPT.replace(
+            '    print(f"epoch',
+            '    if epoch == 3:\n        raise SystemExit(3)\n    print(f"epoch',
+        ),
+    )
     res = florc(["record", "train.py"], tmp_path)
     assert res.returncode == 3
     runs = json.loads(florc(["runs", "--format", "json"], tmp_path).stdout)
@@ -122,11 +135,15 @@ def test_logs_and_runs_tables(tmp_path: Path) -> None:
 
 
 def test_replay_never_overwrites_recorded_files(tmp_path: Path) -> None:
-    text = SCRIPT.replace('    print(f"epoch', '    open("state.txt", "w").write(str(epoch))\n    print(f"epoch')
+    text = SCRIPT.replace(
+        '    print(f"epoch', '    open("state.txt", "w").write(str(epoch))\n    print(f"epoch'
+    )
     make(tmp_path, text)
     florc(["record", "train.py"], tmp_path)
     assert (tmp_path / "state.txt").read_text() == "5"
-    (tmp_path / "train.py").write_text(text.replace('print("final"', 'print("HINDSIGHT", open("state.txt").read())\nprint("final"'))
+    (tmp_path / "train.py").write_text(
+        text.replace('print("final"', 'print("HINDSIGHT", open("state.txt").read())\nprint("final"')
+    )
     rep = florc(["replay", "train.py", "--epochs", "2"], tmp_path)
     assert rep.returncode == 0, rep.stderr
     assert (tmp_path / "state.txt").read_text() == "5"

@@ -69,32 +69,42 @@ def test_main_loop_follows_calls_into_project_functions(tmp_path: Path) -> None:
 
 
 def test_main_loop_pragma_overrides(tmp_path: Path) -> None:
-    text = TRAIN.replace("def train(epoch):\n    total = 0.0\n    for x in data:",
-                         "def train(epoch):\n    total = 0.0\n    for x in data:  # florc: main-loop")
+    text = TRAIN.replace(
+        "def train(epoch):\n    total = 0.0\n    for x in data:",
+        "def train(epoch):\n    total = 0.0\n    for x in data:  # florc: main-loop",
+    )
     assert compile_text(tmp_path, text).main_loop == "train.py:train:0"
 
 
 def test_unbounded_effects_make_a_block_re_execute(tmp_path: Path) -> None:
-    text = TRAIN.replace("        total += loss.item()\n", "        total += loss.item()\n        exec('pass')\n")
+    text = TRAIN.replace(
+        "        total += loss.item()\n", "        total += loss.item()\n        exec('pass')\n"
+    )
     batch = compile_text(tmp_path, text).loop("train.py:train:0")
     assert batch is not None and any("exec()" in r for r in batch.unbounded)
     assert batch.unbounded[0].startswith("train.py:")
 
 
 def test_return_inside_a_loop_is_unbounded(tmp_path: Path) -> None:
-    text = TRAIN.replace("        total += loss.item()\n", "        total += loss.item()\n        if total > 9:\n            return total\n")
+    text = TRAIN.replace(
+        "        total += loss.item()\n",
+        "        total += loss.item()\n        if total > 9:\n            return total\n",
+    )
     batch = compile_text(tmp_path, text).loop("train.py:train:0")
     assert batch is not None and any("return" in r for r in batch.unbounded)
 
 
 def test_log_statements_recognised(tmp_path: Path) -> None:
-    text = TRAIN + '''
+    text = (
+        TRAIN
+        + """
 import logging
 log = logging.getLogger(__name__)
 log.info("done")
 if t > 1:
     print("big")
-'''
+"""
+    )
     codes = [ls["code"] for ls in compile_text(tmp_path, text).files["train.py"].log_statements]
     assert 'print(f"epoch {epoch} loss {t:.4f}")' in codes
     assert 'log.info("done")' in codes
@@ -102,9 +112,16 @@ if t > 1:
 
 
 def test_new_name_used_only_by_logs_is_a_log_statement(tmp_path: Path) -> None:
-    edited = TRAIN.replace('    print(f"epoch', '    gn = model.weight.norm()\n    print(gn)\n    print(f"epoch')
-    known = {"train.py": frozenset({"model", "epoch", "t", "train", "print", "torch", "data", "opt"})}
-    codes = [ls["code"] for ls in compile_text(tmp_path, edited, known_names=known).files["train.py"].log_statements]
+    edited = TRAIN.replace(
+        '    print(f"epoch', '    gn = model.weight.norm()\n    print(gn)\n    print(f"epoch'
+    )
+    known = {
+        "train.py": frozenset({"model", "epoch", "t", "train", "print", "torch", "data", "opt"})
+    }
+    codes = [
+        ls["code"]
+        for ls in compile_text(tmp_path, edited, known_names=known).files["train.py"].log_statements
+    ]
     assert "gn = model.weight.norm()" in codes
 
 
@@ -133,7 +150,9 @@ def test_traceback_points_at_the_users_line(tmp_path: Path) -> None:
 
 
 def test_runtime_never_imports_libcst() -> None:
-    code = ("import sys; import florc.runtime.api, florc.runtime.session, florc.runtime.runner,"
-            " florc.runtime.state, florc.runtime.store; assert 'libcst' not in sys.modules;"
-            " assert 'torch' not in sys.modules")
+    code = (
+        "import sys; import florc.runtime.api, florc.runtime.session, florc.runtime.runner,"
+        " florc.runtime.state, florc.runtime.store; assert 'libcst' not in sys.modules;"
+        " assert 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,10 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from e2e import (
+    EXAMPLES,
+    copy_project,
+    epochs_in,
+    expected_for,
+    florc,
+    hindsight_lines,
+    overlay,
+    python,
+)
 
-from e2e import EXAMPLES, copy_project, epochs_in, expected_for, florc, hindsight_lines, overlay, python
-
-SHAPES = sorted(p.name for p in EXAMPLES.iterdir() if (p / "train.py").exists()) if EXAMPLES.exists() else []
+SHAPES = (
+    sorted(p.name for p in EXAMPLES.iterdir() if (p / "train.py").exists())
+    if EXAMPLES.exists()
+    else []
+)
 
 
 @pytest.fixture(scope="module")

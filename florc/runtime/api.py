@@ -6,7 +6,8 @@ plain Python behaves like the original.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 _session: Any = None  # florc.runtime.session.Session while a record or replay runs
 
@@ -26,10 +27,10 @@ class _PlainLoop:
 
     run = True
 
-    def __enter__(self) -> "_PlainLoop":
+    def __enter__(self) -> _PlainLoop:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         return None
 
     def iterate(self, iterable: Iterable[Any]) -> Iterable[Any]:
@@ -56,7 +57,7 @@ class _NoStatement:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         return None
 
 

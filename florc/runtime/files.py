@@ -6,8 +6,9 @@ from __future__ import annotations
 import builtins
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 _WRITE_MODES = set("wax+")
 
@@ -52,8 +53,14 @@ class FileSandbox:
 
     def install(self) -> None:
         real_open = builtins.open
-        self._saved = {"open": real_open, "io_open": io.open, "replace": os.replace,
-                       "rename": os.rename, "remove": os.remove, "unlink": os.unlink}
+        self._saved = {
+            "open": real_open,
+            "io_open": io.open,
+            "replace": os.replace,
+            "rename": os.rename,
+            "remove": os.remove,
+            "unlink": os.unlink,
+        }
 
         def sandbox_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
             writing = bool(_WRITE_MODES & set(mode))
@@ -69,6 +76,7 @@ class FileSandbox:
         def two(fn: Callable[..., Any]) -> Callable[..., Any]:
             def wrapped(src: Any, dst: Any, *a: Any, **k: Any) -> Any:
                 return fn(self.map(src, False), self.map(dst, True), *a, **k)
+
             return wrapped
 
         def one(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -80,6 +88,7 @@ class FileSandbox:
                     self.redirected.discard(full)
                     return fn(str(self._shadow(full)), *a, **k)
                 return None  # the recorded run's file stays
+
             return wrapped
 
         builtins.open = sandbox_open

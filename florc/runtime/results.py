@@ -25,5 +25,7 @@ def dataframe(run: int | None = None, root: str | Path = ".", name: str | None =
         store.close()
     if name is not None:
         rows = [r for r in rows if name in r["name"]]
-    return pd.DataFrame(rows, columns=["run", "kind", "statement", "iteration", "epoch", "step",
-                                       "name", "value", "new"])
+    return pd.DataFrame(
+        rows,
+        columns=["run", "kind", "statement", "iteration", "epoch", "step", "name", "value", "new"],
+    )

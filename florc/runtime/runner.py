@@ -13,9 +13,10 @@ import os
 import sys
 import traceback
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from florc.runtime import api, capture
 from florc.runtime.session import ReplayFinished, Session
@@ -44,8 +45,13 @@ class _InstrumentingLoader(importlib.abc.Loader):
 
 
 class ProjectImportHook(importlib.abc.MetaPathFinder):
-    def __init__(self, root: Path, is_project_file: Callable[[Path], bool],
-                 compile_module: ModuleCompiler, session: Session) -> None:
+    def __init__(
+        self,
+        root: Path,
+        is_project_file: Callable[[Path], bool],
+        compile_module: ModuleCompiler,
+        session: Session,
+    ) -> None:
         self.root = root
         self.is_project_file = is_project_file
         self.compile_module = compile_module
@@ -87,8 +93,9 @@ def format_user_traceback(exc: BaseException) -> str:
     return "".join(lines)
 
 
-def run_script(session: Session, code: Any, script: Path, argv: list[str],
-               hook: ProjectImportHook | None) -> RunOutcome:
+def run_script(
+    session: Session, code: Any, script: Path, argv: list[str], hook: ProjectImportHook | None
+) -> RunOutcome:
     module = types.ModuleType("__main__")
     module.__file__ = str(script)
     module.__dict__["__builtins__"] = __builtins__

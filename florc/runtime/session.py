@@ -14,8 +14,9 @@ from __future__ import annotations
 import pickle
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from florc.runtime import state as st
 from florc.runtime.store import Store
@@ -60,8 +61,14 @@ class Stats:
 
 
 class Session:
-    def __init__(self, mode: str, store: Store, run_id: int, compiled: dict[str, Any],
-                 plan: ReplayPlan | None = None) -> None:
+    def __init__(
+        self,
+        mode: str,
+        store: Store,
+        run_id: int,
+        compiled: dict[str, Any],
+        plan: ReplayPlan | None = None,
+    ) -> None:
         self.mode = mode
         self.store = store
         self.run_id = run_id
@@ -101,7 +108,7 @@ class Session:
                 return Block(self, loop_id, manifest)
         return _PLAIN_LOOP
 
-    def log_statement(self, statement_id: str) -> "_StatementContext":
+    def log_statement(self, statement_id: str) -> _StatementContext:
         return _StatementContext(self, statement_id)
 
     def entered(self, function_key: str) -> None:
@@ -111,7 +118,9 @@ class Session:
     def log_value(self, name: str, value: Any) -> None:
         stmt = self.statement or "florc.log"
         new = self.is_new(stmt)
-        self.lines.append(LogLine(stmt, self.iteration, self.epoch, self.step(), f"{name}={value!r}", new))
+        self.lines.append(
+            LogLine(stmt, self.iteration, self.epoch, self.step(), f"{name}={value!r}", new)
+        )
         if self.mode == "replay" and new and not self.silent:
             from florc.runtime.capture import real_stdout
 
@@ -134,18 +143,23 @@ class Session:
         if statement is None:
             return
         self.lines.append(
-            LogLine(statement, self.iteration, self.epoch, self.step(), text, self.is_new(statement))
+            LogLine(
+                statement, self.iteration, self.epoch, self.step(), text, self.is_new(statement)
+            )
         )
 
     # checkpoints ------------------------------------------------------------------
-    def save(self, loop_id: str, iteration: int, occurrence: int, frame: Any,
-             manifest: dict[str, Any]) -> None:
+    def save(
+        self, loop_id: str, iteration: int, occurrence: int, frame: Any, manifest: dict[str, Any]
+    ) -> None:
         t0 = time.perf_counter()
         scope = st.Scope(frame)
         info: dict[str, Any] = {"format": CHECKPOINT_FORMAT}
         problems = st.capture_iterated(scope, manifest.get("iterated", []))
         paths = list(manifest["changeset"])
-        paths += [p for p in manifest.get("iterated", []) if p in st.loader_generators_in(scope, [p])]
+        paths += [
+            p for p in manifest.get("iterated", []) if p in st.loader_generators_in(scope, [p])
+        ]
         blob, nbytes, usable = None, 0, not problems
         if problems:
             info["reason"] = "; ".join(problems.values())
@@ -163,7 +177,9 @@ class Session:
             except Exception as exc:  # noqa: BLE001 - pickling arbitrary user objects
                 usable = False
                 info["reason"] = f"cannot serialise: {type(exc).__name__}: {exc}"
-        self.store.add_checkpoint(self.run_id, loop_id, iteration, occurrence, blob, nbytes, usable, info)
+        self.store.add_checkpoint(
+            self.run_id, loop_id, iteration, occurrence, blob, nbytes, usable, info
+        )
         self.stats.checkpoints += 1
         self.stats.unusable += 0 if usable else 1
         self.stats.bytes += nbytes
@@ -183,7 +199,9 @@ class Session:
         try:
             st.restore(st.Scope(frame), self.load(row))
         except (st.CannotRestore, OSError, ValueError, pickle.UnpicklingError) as exc:
-            self.stats.notes.append(f"{key[0]} iteration {key[1]}: not restored ({exc}); re-executed")
+            self.stats.notes.append(
+                f"{key[0]} iteration {key[1]}: not restored ({exc}); re-executed"
+            )
             return False
         return True
 
@@ -195,10 +213,10 @@ class Session:
 class _PlainLoopType:
     run = True
 
-    def __enter__(self) -> "_PlainLoopType":
+    def __enter__(self) -> _PlainLoopType:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         return None
 
     def iterate(self, iterable: Iterable[Any]) -> Iterable[Any]:
@@ -215,7 +233,7 @@ _PLAIN_LOOP = _PlainLoopType()
 
 
 class _StatementContext:
-    __slots__ = ("session", "statement", "outer")
+    __slots__ = ("outer", "session", "statement")
 
     def __init__(self, session: Session, statement: str) -> None:
         self.session = session
@@ -225,7 +243,7 @@ class _StatementContext:
         self.outer = self.session.statement
         self.session.statement = self.statement
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.session.statement = self.outer
 
 
@@ -238,7 +256,7 @@ class Block:
         self.run = True
         self.callees: set[str] = set()
 
-    def __enter__(self) -> "Block":
+    def __enter__(self) -> Block:
         s = self.session
         s.block = self
         it = s.iteration if s.iteration is not None else -1
@@ -283,7 +301,10 @@ class MainLoop:
     def __init__(self, session: Session, loop_id: str) -> None:
         self.session = session
         self.loop_id = loop_id
-        self.manifest = session.loops.get(loop_id, {"changeset": [], "required": [], "unbounded": ["unknown loop"], "iterated": []})
+        self.manifest = session.loops.get(
+            loop_id,
+            {"changeset": [], "required": [], "unbounded": ["unknown loop"], "iterated": []},
+        )
         self.run = True
         self.current: int | None = None  # iteration being executed
         self.in_iteration = False
@@ -291,7 +312,7 @@ class MainLoop:
         self.pending: list[int] = list(session.plan.targets) if session.plan else []
         self.stop_after_restore = False
 
-    def __enter__(self) -> "MainLoop":
+    def __enter__(self) -> MainLoop:
         return self
 
     # record: boundaries --------------------------------------------------------------

@@ -18,13 +18,19 @@ import copy
 import random
 import sys
 import types
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 MISSING = object()
 IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, range, frozenset, type(Ellipsis))
-REFERENCE_TYPES = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type,
-                   types.MethodType)
+REFERENCE_TYPES = (
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    type,
+    types.MethodType,
+)
 
 
 class CannotSnapshot(Exception):
@@ -58,7 +64,9 @@ class Snapshot:
 
     paths: dict[str, Node] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # paths unbound when captured
-    omitted: dict[str, str] = field(default_factory=dict)  # optional paths that could not be captured
+    omitted: dict[str, str] = field(
+        default_factory=dict
+    )  # optional paths that could not be captured
     rng: dict[str, Any] = field(default_factory=dict)
 
 
@@ -129,11 +137,15 @@ class _Capturer:
         t = _torch()
         if _is_tensor(obj):
             grad = _clone_tensor(obj.grad) if obj.is_leaf and obj.grad is not None else None
-            return Node("tensor", _clone_tensor(obj), extra=(str(obj.device), obj.requires_grad, grad))
+            return Node(
+                "tensor", _clone_tensor(obj), extra=(str(obj.device), obj.requires_grad, grad)
+            )
         if _is_module(obj):
             state = {k: _clone_tensor(v) for k, v in obj.state_dict(keep_vars=True).items()}
-            grads = {n: (_clone_tensor(p.grad) if p.grad is not None else None)
-                     for n, p in obj.named_parameters()}
+            grads = {
+                n: (_clone_tensor(p.grad) if p.grad is not None else None)
+                for n, p in obj.named_parameters()
+            }
             modes = [m.training for m in obj.modules()]
             return Node("module", state, extra=(grads, modes), cls=type(obj))
         if _is_optimizer(obj):
@@ -156,7 +168,11 @@ class _Capturer:
             return Node("np_randomstate", obj.get_state())
         if isinstance(obj, random.Random):
             return Node("random", obj.getstate())
-        if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict") and not isinstance(obj, type):
+        if (
+            hasattr(obj, "state_dict")
+            and hasattr(obj, "load_state_dict")
+            and not isinstance(obj, type)
+        ):
             try:
                 state = copy.deepcopy(obj.state_dict())
             except Exception as exc:  # noqa: BLE001 - any failure means "cannot capture"
@@ -325,7 +341,12 @@ class _Restorer:
             return g
         if k == "ndarray":
             np = _numpy()
-            if isinstance(cur, np.ndarray) and cur.shape == node.value.shape and cur.dtype == node.value.dtype and cur.flags.writeable:
+            if (
+                isinstance(cur, np.ndarray)
+                and cur.shape == node.value.shape
+                and cur.dtype == node.value.dtype
+                and cur.flags.writeable
+            ):
                 if self.apply:
                     np.copyto(cur, node.value)
                 return cur
@@ -354,8 +375,10 @@ class _Restorer:
             return copy.deepcopy(node.value) if self.apply else None
         if k == "list":
             items = cur if type(cur) is list else []
-            new = [self.restore(items[i] if i < len(items) else MISSING, c)
-                   for i, c in enumerate(node.children)]
+            new = [
+                self.restore(items[i] if i < len(items) else MISSING, c)
+                for i, c in enumerate(node.children)
+            ]
             if type(cur) is list:
                 if self.apply:
                     cur[:] = new
@@ -363,8 +386,9 @@ class _Restorer:
             return new
         if k == "tuple":
             items = cur if type(cur) is tuple and len(cur) == len(node.children) else ()
-            return tuple(self.restore(items[i] if items else MISSING, c)
-                         for i, c in enumerate(node.children))
+            return tuple(
+                self.restore(items[i] if items else MISSING, c) for i, c in enumerate(node.children)
+            )
         if k == "dict":
             cls = node.cls or dict
             same = type(cur) is cls

@@ -12,9 +12,10 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 SCHEMA_VERSION = 1
 STORE_DIRNAME = ".florc"
@@ -44,7 +45,8 @@ CREATE TABLE IF NOT EXISTS iterations (
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run INTEGER NOT NULL, loop TEXT NOT NULL, iteration INTEGER NOT NULL, occurrence INTEGER NOT NULL,
+    run INTEGER NOT NULL, loop TEXT NOT NULL,
+    iteration INTEGER NOT NULL, occurrence INTEGER NOT NULL,
     blob TEXT, nbytes INTEGER NOT NULL, usable INTEGER NOT NULL, info TEXT NOT NULL,
     UNIQUE (run, loop, iteration, occurrence)
 );
@@ -103,26 +105,43 @@ class Store:
                 from florc.errors import UsageError
 
                 raise UsageError(
-                    f"{self.dir}: store schema version {row[0]}, this florc reads {SCHEMA_VERSION}. "
+                    f"{self.dir}: store schema version {row[0]}, "
+                    f"this florc reads {SCHEMA_VERSION}. "
                     "Use the florc version that wrote it, or move the store aside."
                 )
 
-    def tx(self) -> "sqlite3.Connection":
+    def tx(self) -> sqlite3.Connection:
         return _Tx(self.db)  # type: ignore[return-value]
 
     def close(self) -> None:
         self.db.close()
 
     # runs -------------------------------------------------------------------
-    def create_run(self, kind: str, script: str, argv: list[str], env: dict[str, Any],
-                   parent: int | None = None, main_loop: str | None = None,
-                   epochs: Any = None) -> int:
+    def create_run(
+        self,
+        kind: str,
+        script: str,
+        argv: list[str],
+        env: dict[str, Any],
+        parent: int | None = None,
+        main_loop: str | None = None,
+        epochs: Any = None,
+    ) -> int:
         with self.tx():
             cur = self.db.execute(
-                "INSERT INTO runs (kind, parent, script, argv, started, status, env, main_loop, epochs)"
+                "INSERT INTO runs"
+                " (kind, parent, script, argv, started, status, env, main_loop, epochs)"
                 " VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
-                (kind, parent, script, json.dumps(argv), time.time(), json.dumps(env), main_loop,
-                 json.dumps(epochs)),
+                (
+                    kind,
+                    parent,
+                    script,
+                    json.dumps(argv),
+                    time.time(),
+                    json.dumps(env),
+                    main_loop,
+                    json.dumps(epochs),
+                ),
             )
             return int(cur.lastrowid or 0)
 
@@ -151,7 +170,8 @@ class Store:
 
     def latest_run(self, script: str) -> int | None:
         row = self.db.execute(
-            "SELECT id FROM runs WHERE kind='record' AND script=? ORDER BY id DESC LIMIT 1", (script,)
+            "SELECT id FROM runs WHERE kind='record' AND script=? ORDER BY id DESC LIMIT 1",
+            (script,),
         ).fetchone()
         return int(row[0]) if row else None
 
@@ -203,11 +223,21 @@ class Store:
         return data
 
     # checkpoints ------------------------------------------------------------
-    def add_checkpoint(self, run: int, loop: str, iteration: int, occurrence: int,
-                       blob: str | None, nbytes: int, usable: bool, info: dict[str, Any]) -> None:
+    def add_checkpoint(
+        self,
+        run: int,
+        loop: str,
+        iteration: int,
+        occurrence: int,
+        blob: str | None,
+        nbytes: int,
+        usable: bool,
+        info: dict[str, Any],
+    ) -> None:
         with self.tx():
             self.db.execute(
-                "INSERT OR REPLACE INTO checkpoints (run, loop, iteration, occurrence, blob, nbytes,"
+                "INSERT OR REPLACE INTO checkpoints"
+                " (run, loop, iteration, occurrence, blob, nbytes,"
                 " usable, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (run, loop, iteration, occurrence, blob, nbytes, int(usable), json.dumps(info)),
             )
@@ -215,10 +245,13 @@ class Store:
     def checkpoints(self, run: int) -> list[CheckpointRow]:
         rows = self.db.execute(
             "SELECT id, loop, iteration, occurrence, blob, nbytes, usable, info FROM checkpoints"
-            " WHERE run=? ORDER BY id", (run,)
+            " WHERE run=? ORDER BY id",
+            (run,),
         )
-        return [CheckpointRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), json.loads(r[7]))
-                for r in rows]
+        return [
+            CheckpointRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), json.loads(r[7]))
+            for r in rows
+        ]
 
     def run_bytes(self, run: int) -> tuple[int, int]:
         """(bytes referenced by the run's checkpoints, bytes of its distinct blobs)."""
@@ -227,7 +260,8 @@ class Store:
         ).fetchone()[0]
         distinct = self.db.execute(
             "SELECT COALESCE(SUM(n), 0) FROM (SELECT MAX(nbytes) AS n FROM checkpoints"
-            " WHERE run=? AND blob IS NOT NULL GROUP BY blob)", (run,)
+            " WHERE run=? AND blob IS NOT NULL GROUP BY blob)",
+            (run,),
         ).fetchone()[0]
         return int(total), int(distinct)
 
@@ -235,7 +269,8 @@ class Store:
     def add_callees(self, run: int, loop: str, functions: Iterable[str]) -> None:
         with self.tx():
             self.db.executemany(
-                "INSERT OR IGNORE INTO callees VALUES (?, ?, ?)", [(run, loop, f) for f in functions]
+                "INSERT OR IGNORE INTO callees VALUES (?, ?, ?)",
+                [(run, loop, f) for f in functions],
             )
 
     def callees(self, run: int) -> dict[str, set[str]]:
@@ -251,12 +286,15 @@ class Store:
         with self.tx():
             self.db.executemany(
                 "INSERT INTO logs (run, statement, iteration, epoch, step, name, value, new)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(run, *r) for r in rows]
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run, *r) for r in rows],
             )
 
     def logs(self, run: int | None = None) -> list[dict[str, Any]]:
-        q = ("SELECT logs.run, runs.kind, statement, iteration, epoch, step, name, value, new"
-             " FROM logs JOIN runs ON runs.id = logs.run")
+        q = (
+            "SELECT logs.run, runs.kind, statement, iteration, epoch, step, name, value, new"
+            " FROM logs JOIN runs ON runs.id = logs.run"
+        )
         args: tuple[Any, ...] = ()
         if run is not None:
             q += " WHERE logs.run=? OR runs.parent=?"
@@ -274,5 +312,5 @@ class _Tx:
         self.db.execute("BEGIN IMMEDIATE")
         return self.db
 
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
+    def __exit__(self, exc_type: Any, *_: object) -> None:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")

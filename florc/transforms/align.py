@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from florc.transforms.compiler import _inside, identifiers, module_name_for  # noqa: F401
+from florc.transforms.compiler import _inside, identifiers, module_name_for
 from florc.transforms.modules import ModuleInfo, analyse_module
 
 
@@ -57,7 +57,10 @@ def _strip_comments(source: str) -> dict[int, str]:
                 cut[tok.start[0]] = tok.start[1]
     except (tokenize.TokenError, SyntaxError):
         pass
-    return {i + 1: (line[: cut[i + 1]] if i + 1 in cut else line).rstrip() for i, line in enumerate(lines)}
+    return {
+        i + 1: (line[: cut[i + 1]] if i + 1 in cut else line).rstrip()
+        for i, line in enumerate(lines)
+    }
 
 
 def skeleton(info: ModuleInfo) -> list[tuple[int, str]]:
@@ -73,16 +76,22 @@ def skeleton(info: ModuleInfo) -> list[tuple[int, str]]:
 
 
 def _log_lists(info: ModuleInfo) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    loops = {lp.loop_id: [ls.code for ls in info.log_statements if _inside(info, ls.node, lp.node)]
-             for lp in info.loops}
+    loops = {
+        lp.loop_id: [ls.code for ls in info.log_statements if _inside(info, ls.node, lp.node)]
+        for lp in info.loops
+    }
     functions = {
-        f"{info.relpath}:{q}": [ls.code for ls in info.log_statements if _inside(info, ls.node, fn.node)]
+        f"{info.relpath}:{q}": [
+            ls.code for ls in info.log_statements if _inside(info, ls.node, fn.node)
+        ]
         for q, fn in info.functions.items()
     }
     return loops, functions
 
 
-def align(recorded: dict[str, str], edited: dict[str, str], root: Path, script_rel: str) -> Alignment:
+def align(
+    recorded: dict[str, str], edited: dict[str, str], root: Path, script_rel: str
+) -> Alignment:
     """recorded / edited: relpath -> source text."""
     result = Alignment()
     for relpath in sorted(set(recorded) | set(edited)):
@@ -102,8 +111,14 @@ def align(recorded: dict[str, str], edited: dict[str, str], root: Path, script_r
             news = b[j1:j2]
             for k in range(max(len(olds), len(news))):
                 line = news[k][0] if k < len(news) else (b[j1 - 1][0] if j1 > 0 else a[i1 + k][0])
-                result.changes.append(Change(relpath, line, olds[k] if k < len(olds) else "",
-                                             news[k][1] if k < len(news) else ""))
+                result.changes.append(
+                    Change(
+                        relpath,
+                        line,
+                        olds[k] if k < len(olds) else "",
+                        news[k][1] if k < len(news) else "",
+                    )
+                )
         # which log statements are new: per scope, a multiset difference of their code
         old_by_scope = Counter((ls.scope, ls.code) for ls in old.log_statements)
         for ls in new.log_statements:

@@ -8,9 +8,9 @@ The result is plain data (a manifest) that the runtime consumes; the runtime nev
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import libcst as cst
 
@@ -92,7 +92,9 @@ def _import_name(path: Path, script: Path, root: Path) -> str:
     return module_name_for(path, base)
 
 
-def _resolve_import_file(root: Path, base_dir: Path, dotted_name: str, level: int) -> Iterator[Path]:
+def _resolve_import_file(
+    root: Path, base_dir: Path, dotted_name: str, level: int
+) -> Iterator[Path]:
     parts = dotted_name.split(".") if dotted_name else []
     starts = [base_dir] if level == 0 else [base_dir.parents[level - 2] if level > 1 else base_dir]
     if level == 0:
@@ -216,7 +218,11 @@ def _file_manifest(project: Project, info: ModuleInfo) -> FileManifest:
         for p in paths:
             root = p[0]
             end = info.end_line(lp.node)
-            if root in eff.bound and len(p) == 1 and not _read_outside(read_elsewhere, root, lp.line, end):
+            if (
+                root in eff.bound
+                and len(p) == 1
+                and not _read_outside(read_elsewhere, root, lp.line, end)
+            ):
                 continue
             required.append(_path_text(p))
         unbounded = [str(u) for u in eff.unbounded]
@@ -257,8 +263,14 @@ def _file_manifest(project: Project, info: ModuleInfo) -> FileManifest:
         instrumented=instrumented,
         loops=loops,
         log_statements=[
-            {"line": ls.line, "col": ls.col, "end_line": ls.end_line, "scope": ls.scope,
-             "loop": ls.loop_id, "code": ls.code}
+            {
+                "line": ls.line,
+                "col": ls.col,
+                "end_line": ls.end_line,
+                "scope": ls.scope,
+                "loop": ls.loop_id,
+                "code": ls.code,
+            }
             for ls in info.log_statements
         ],
         functions=functions,
@@ -270,7 +282,9 @@ def _inside(info: ModuleInfo, inner: cst.CSTNode, outer: cst.CSTNode) -> bool:
     if a is None or b is None:
         return False
     return (b.start.line, b.start.column) <= (a.start.line, a.start.column) and (  # type: ignore[attr-defined]
-        a.end.line, a.end.column) <= (b.end.line, b.end.column)  # type: ignore[attr-defined]
+        a.end.line,
+        a.end.column,
+    ) <= (b.end.line, b.end.column)  # type: ignore[attr-defined]
 
 
 def _names_read(info: ModuleInfo) -> list[tuple[str, int, int]]:
@@ -317,7 +331,9 @@ def find_main_loop(project: Project, script: ModuleInfo) -> tuple[LoopInfo | Non
         trains[key] = result
         return result
 
-    def _region_trains(module: ModuleInfo, scope: str, node: cst.CSTNode, stack: frozenset[str]) -> bool:
+    def _region_trains(
+        module: ModuleInfo, scope: str, node: cst.CSTNode, stack: frozenset[str]
+    ) -> bool:
         for lp in module.loops:
             if _inside(module, lp.node, node) and lp.node is not node:
                 return True

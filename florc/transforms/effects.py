@@ -13,8 +13,8 @@ root "@pkg.mod:name" is a global of another project module.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import libcst as cst
 
@@ -87,13 +87,15 @@ class Project:
         self._compute_summaries()
 
     # resolution ------------------------------------------------------------
-    def module_for_import(self, importer: ModuleInfo, target: str) -> tuple[ModuleInfo | None, str | None]:
+    def module_for_import(
+        self, importer: ModuleInfo, target: str
+    ) -> tuple[ModuleInfo | None, str | None]:
         """`imports` value -> (project module, attribute) when it names project code."""
         mod, _, attr = target.partition(":")
         if mod.startswith("."):
             level = len(mod) - len(mod.lstrip("."))
             pkg = importer.module_name.split(".")
-            if not importer.path.name == "__init__.py":
+            if importer.path.name != "__init__.py":
                 pkg = pkg[:-1]
             pkg = pkg[: len(pkg) - (level - 1)] if level > 1 else pkg
             rest = mod.lstrip(".")
@@ -226,7 +228,11 @@ class _Scope:
         if isinstance(expr, cst.Subscript):
             return self.paths(expr.value)
         if isinstance(expr, cst.Call):
-            out = self.paths(expr.func.value) if isinstance(expr.func, cst.Attribute) else self.paths(expr.func)
+            out = (
+                self.paths(expr.func.value)
+                if isinstance(expr.func, cst.Attribute)
+                else self.paths(expr.func)
+            )
             for arg in expr.args:
                 out |= self.paths(arg.value)
             return out
@@ -493,7 +499,9 @@ class _EffectWalker(cst.CSTVisitor):
             receiver = func.value
             chain = dotted(receiver)
             if chain is not None and len(chain) == 1 and chain[0] in self.module.imports:
-                other, attr = self.project.module_for_import(self.module, self.module.imports[chain[0]])
+                other, attr = self.project.module_for_import(
+                    self.module, self.module.imports[chain[0]]
+                )
                 if other is not None and attr is None:
                     if method in other.functions:
                         self._apply(f"{other.relpath}:{method}", node, receiver=None)
@@ -558,9 +566,7 @@ class _EffectWalker(cst.CSTVisitor):
                 bound_args[self_name] = self.sc.paths(receiver)
             elif not skip_self:
                 bound_args[self_name] = every_arg
-        conservative = all_args or fn.star_params or call is None or any(
-            a.star for a in call.args
-        )
+        conservative = all_args or fn.star_params or call is None or any(a.star for a in call.args)
         if call is not None and not conservative:
             pos = 0
             for a in call.args:
@@ -573,7 +579,11 @@ class _EffectWalker(cst.CSTVisitor):
             root = path[0]
             if root.startswith("$"):
                 name = root[1:]
-                sources = every_arg if conservative and name not in bound_args else bound_args.get(name, set())
+                sources = (
+                    every_arg
+                    if conservative and name not in bound_args
+                    else bound_args.get(name, set())
+                )
                 for p in sources:
                     self.effects.changed_objects.add(p + path[1:])
             elif root.startswith("@") or module is self.module:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ast
 import difflib
-from typing import Sequence
+from collections.abc import Sequence
 
 import libcst as cst
 
@@ -62,7 +62,9 @@ class _Instrumenter(cst.CSTTransformer):
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self.class_depth.append(True)
 
-    def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
+    def leave_ClassDef(
+        self, original_node: cst.ClassDef, updated_node: cst.ClassDef
+    ) -> cst.ClassDef:
         self.class_depth.pop()
         return updated_node
 
@@ -75,9 +77,7 @@ class _Instrumenter(cst.CSTTransformer):
     ) -> cst.FunctionDef:
         self.function_stack.pop()
         self.class_depth.pop()
-        qual = next(
-            (q for q, f in self.info.functions.items() if f.node is original_node), None
-        )
+        qual = next((q for q, f in self.info.functions.items() if f.node is original_node), None)
         if qual is None or not isinstance(updated_node.body, cst.IndentedBlock):
             return updated_node
         marker = _stmt(f'__florc__.entered("{self.info.relpath}:{qual}")\n')
@@ -99,7 +99,13 @@ class _Instrumenter(cst.CSTTransformer):
         leading = getattr(updated, "leading_lines", ())
         inner = updated.with_changes(leading_lines=())
         return cst.With(
-            items=[cst.WithItem(cst.parse_expression(f'__florc__.log_statement("{self.info.relpath}:{ls.line}")'))],
+            items=[
+                cst.WithItem(
+                    cst.parse_expression(
+                        f'__florc__.log_statement("{self.info.relpath}:{ls.line}")'
+                    )
+                )
+            ],
             body=cst.IndentedBlock(body=[inner]),
             leading_lines=leading,
         )
@@ -113,7 +119,9 @@ class _Instrumenter(cst.CSTTransformer):
         return self._wrap_log(original_node, updated_node)
 
     # loops ----------------------------------------------------------------------
-    def _wrap_loop(self, original: cst.For | cst.While, updated: cst.For | cst.While) -> cst.BaseStatement:
+    def _wrap_loop(
+        self, original: cst.For | cst.While, updated: cst.For | cst.While
+    ) -> cst.BaseStatement:
         if id(original) in self.logs:
             return self._wrap_log(original, updated)
         loop = self.loops.get(id(original))
@@ -184,14 +192,11 @@ def _is_docstring(stmt: cst.CSTNode) -> bool:
 
 
 def _is_future_import(stmt: cst.CSTNode) -> bool:
-    return (
-        isinstance(stmt, cst.SimpleStatementLine)
-        and any(
-            isinstance(s, cst.ImportFrom)
-            and isinstance(s.module, cst.Name)
-            and s.module.value == "__future__"
-            for s in stmt.body
-        )
+    return isinstance(stmt, cst.SimpleStatementLine) and any(
+        isinstance(s, cst.ImportFrom)
+        and isinstance(s.module, cst.Name)
+        and s.module.value == "__future__"
+        for s in stmt.body
     )
 
 

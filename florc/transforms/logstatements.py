@@ -9,7 +9,7 @@ to training.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import libcst as cst
 
@@ -37,9 +37,7 @@ def is_log_call(call: cst.Call) -> bool:
 
 def _is_log_expr_statement(stmt: cst.BaseSmallStatement) -> bool:
     return (
-        isinstance(stmt, cst.Expr)
-        and isinstance(stmt.value, cst.Call)
-        and is_log_call(stmt.value)
+        isinstance(stmt, cst.Expr) and isinstance(stmt.value, cst.Call) and is_log_call(stmt.value)
     )
 
 
@@ -106,13 +104,18 @@ class LogStatementFinder:
 
     def _block_is_log(self, body: Iterable[cst.BaseStatement]) -> bool:
         stmts = list(body)
-        return bool(stmts) and all(
-            self.is_log_statement(s) or (isinstance(s, cst.SimpleStatementLine) and _only_pass(s))
-            for s in stmts
-        ) and not all(isinstance(s, cst.SimpleStatementLine) and _only_pass(s) for s in stmts)
+        return (
+            bool(stmts)
+            and all(
+                self.is_log_statement(s)
+                or (isinstance(s, cst.SimpleStatementLine) and _only_pass(s))
+                for s in stmts
+            )
+            and not all(isinstance(s, cst.SimpleStatementLine) and _only_pass(s) for s in stmts)
+        )
 
     def _find_log_assignments(self) -> None:
-        """Fixpoint: new names whose every read sits in a log statement (or another such assignment)."""
+        """Fixpoint: new names whose every read is in a log statement or another such assignment."""
         assert self.known_names is not None
         assignments: list[tuple[cst.BaseSmallStatement, list[str]]] = []
         collector = _AssignCollector()
@@ -169,7 +172,9 @@ class _ReadsOutsideLogs(cst.CSTVisitor):
                 if value is not None:
                     self.names.update(names_in(value))
                 targets = (
-                    [t.target for t in small.targets] if isinstance(small, cst.Assign) else [small.target]
+                    [t.target for t in small.targets]
+                    if isinstance(small, cst.Assign)
+                    else [small.target]
                 )
                 for t in targets:
                     if not isinstance(t, cst.Name):

@@ -89,7 +89,9 @@ def read_source(path: Path, shown: str) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise SourceError(shown, 0, 0, "no such file", "Check the path of the training script.") from None
+        raise SourceError(
+            shown, 0, 0, "no such file", "Check the path of the training script."
+        ) from None
     except OSError as exc:
         raise SourceError(shown, 0, 0, f"cannot read: {exc.strerror}") from None
     try:

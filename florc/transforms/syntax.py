@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 import builtins
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import libcst as cst
 
@@ -16,31 +16,194 @@ BUILTIN_NAMES = frozenset(dir(builtins))
 
 # Builtins that neither mutate their arguments nor reach user state.
 PURE_BUILTINS = frozenset(
-    """abs all any ascii bin bool bytearray bytes callable chr complex dict dir divmod enumerate
-    filter float format frozenset getattr hasattr hash hex id int isinstance issubclass iter len
-    list map max min oct ord pow print range repr reversed round set slice sorted str sum tuple
-    type zip super object property staticmethod classmethod open input""".split()
+    [
+        "abs",
+        "all",
+        "any",
+        "ascii",
+        "bin",
+        "bool",
+        "bytearray",
+        "bytes",
+        "callable",
+        "chr",
+        "complex",
+        "dict",
+        "dir",
+        "divmod",
+        "enumerate",
+        "filter",
+        "float",
+        "format",
+        "frozenset",
+        "getattr",
+        "hasattr",
+        "hash",
+        "hex",
+        "id",
+        "int",
+        "isinstance",
+        "issubclass",
+        "iter",
+        "len",
+        "list",
+        "map",
+        "max",
+        "min",
+        "oct",
+        "ord",
+        "pow",
+        "print",
+        "range",
+        "repr",
+        "reversed",
+        "round",
+        "set",
+        "slice",
+        "sorted",
+        "str",
+        "sum",
+        "tuple",
+        "type",
+        "zip",
+        "super",
+        "object",
+        "property",
+        "staticmethod",
+        "classmethod",
+        "open",
+        "input",
+    ]
 )
 # Builtins whose effects the analysis cannot bound.
-UNBOUNDED_BUILTINS = frozenset({"exec", "eval", "globals", "locals", "vars", "compile", "__import__"})
+UNBOUNDED_BUILTINS = frozenset(
+    {"exec", "eval", "globals", "locals", "vars", "compile", "__import__"}
+)
 
 # Methods that only read their receiver and arguments (tensors, containers, strings).
 PURE_METHODS = frozenset(
-    """item size numel dim detach cpu numpy tolist clone float double half int long bool
-    parameters named_parameters buffers named_buffers children named_children modules
-    named_modules state_dict keys values items get copy count index format join split
-    strip lstrip rstrip lower upper startswith endswith replace encode decode argmax argmin
-    max min sum mean std var norm abs sqrt exp log pow eq ne lt le gt ge view reshape
-    flatten squeeze unsqueeze permute transpose contiguous is_contiguous type_as
-    to_dense float_power softmax log_softmax sigmoid tanh relu topk sort all any
-    isnan isinf isfinite nonzero numel element_size get_last_lr""".split()
+    [
+        "item",
+        "size",
+        "numel",
+        "dim",
+        "detach",
+        "cpu",
+        "numpy",
+        "tolist",
+        "clone",
+        "float",
+        "double",
+        "half",
+        "int",
+        "long",
+        "bool",
+        "parameters",
+        "named_parameters",
+        "buffers",
+        "named_buffers",
+        "children",
+        "named_children",
+        "modules",
+        "named_modules",
+        "state_dict",
+        "keys",
+        "values",
+        "items",
+        "get",
+        "copy",
+        "count",
+        "index",
+        "format",
+        "join",
+        "split",
+        "strip",
+        "lstrip",
+        "rstrip",
+        "lower",
+        "upper",
+        "startswith",
+        "endswith",
+        "replace",
+        "encode",
+        "decode",
+        "argmax",
+        "argmin",
+        "max",
+        "min",
+        "sum",
+        "mean",
+        "std",
+        "var",
+        "norm",
+        "abs",
+        "sqrt",
+        "exp",
+        "log",
+        "pow",
+        "eq",
+        "ne",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "view",
+        "reshape",
+        "flatten",
+        "squeeze",
+        "unsqueeze",
+        "permute",
+        "transpose",
+        "contiguous",
+        "is_contiguous",
+        "type_as",
+        "to_dense",
+        "float_power",
+        "softmax",
+        "log_softmax",
+        "sigmoid",
+        "tanh",
+        "relu",
+        "topk",
+        "sort",
+        "all",
+        "any",
+        "isnan",
+        "isinf",
+        "isfinite",
+        "nonzero",
+        "numel",
+        "element_size",
+        "get_last_lr",
+    ]
 )
 
 LOG_METHODS = frozenset({"debug", "info", "warning", "warn", "error", "critical", "exception"})
 WRITER_METHODS = frozenset(
-    """add_scalar add_scalars add_histogram add_image add_images add_figure add_text add_graph
-    add_embedding add_pr_curve add_hparams add_audio add_video add_mesh add_custom_scalars
-    set_description set_postfix set_postfix_str log_metric log_metrics log_param log_params""".split()
+    [
+        "add_scalar",
+        "add_scalars",
+        "add_histogram",
+        "add_image",
+        "add_images",
+        "add_figure",
+        "add_text",
+        "add_graph",
+        "add_embedding",
+        "add_pr_curve",
+        "add_hparams",
+        "add_audio",
+        "add_video",
+        "add_mesh",
+        "add_custom_scalars",
+        "set_description",
+        "set_postfix",
+        "set_postfix_str",
+        "log_metric",
+        "log_metrics",
+        "log_param",
+        "log_params",
+    ]
 )
 
 MAIN_LOOP_PRAGMA = re.compile(r"#\s*florc:\s*main-loop\b")
@@ -99,9 +262,7 @@ def dotted(expr: cst.BaseExpression) -> tuple[str, ...] | None:
 def chain_base(expr: cst.BaseExpression) -> cst.BaseExpression:
     """The innermost value under attribute, subscript and call layers."""
     while True:
-        if isinstance(expr, cst.Attribute):
-            expr = expr.value
-        elif isinstance(expr, cst.Subscript):
+        if isinstance(expr, (cst.Attribute, cst.Subscript)):
             expr = expr.value
         elif isinstance(expr, cst.Call):
             expr = expr.func
