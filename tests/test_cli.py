@@ -148,3 +148,28 @@ def test_replay_never_overwrites_recorded_files(tmp_path: Path) -> None:
     assert rep.returncode == 0, rep.stderr
     assert (tmp_path / "state.txt").read_text() == "5"
     assert rep.stdout.strip() == "HINDSIGHT 5"
+
+
+def test_dataframe_and_private_store(tmp_path: Path) -> None:
+    make(tmp_path)
+    florc(["record", "train.py"], tmp_path)
+    assert (tmp_path / ".florc").stat().st_mode & 0o777 == 0o700
+    code = (
+        "import florc; df = florc.dataframe(run=1, root='.');"
+        " print(len(df), sorted(set(df['kind'])), df[df.epoch == '3'].value.tolist())"
+    )
+    from e2e import run
+    import sys
+
+    out = run([sys.executable, "-c", code], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith("6 ['record'] ['epoch 3 w ")
+
+
+def test_report_names_blocks_that_re_execute(tmp_path: Path) -> None:
+    make(tmp_path, SCRIPT.replace("        weights = step(weights, random.random())\n",
+                                  "        weights = step(weights, random.random())\n        exec('pass')\n"))
+    rep = florc(["instrument", "--report", "train.py"], tmp_path)
+    assert rep.returncode == 0
+    assert "main loop: train.py:13" in rep.stdout
+    assert "re-executes at replay:" in rep.stdout and "train.py:16:9: `exec()`" in rep.stdout
