@@ -87,6 +87,8 @@ def runs(fmt: str) -> None:
 def logs(run_id: int | None, name: str | None, fmt: str) -> None:
     """Recorded and replayed values (of RUN and its replays, or of all runs)."""
     rows = commands.logs_rows(_root(), run_id, name=name)
+    if fmt == "table":
+        rows = [{k: ("" if v is None else v) for k, v in r.items()} for r in rows]
     _emit(rows, ["run", "kind", "epoch", "step", "statement", "value"], fmt)
 
 

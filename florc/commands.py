@@ -346,7 +346,7 @@ def replay(
         _env(),
         parent=run,
         main_loop=main,
-        epochs={"spec": epochs, "iterations": targets},
+        epochs={"spec": epochs, "iterations": targets, "faithful": alignment.faithful},
     )
     store.add_sources(replay_id, edited)
     _say(
@@ -481,7 +481,8 @@ def runs_table(root: Path, store_dir: Path | None = None) -> list[dict[str, Any]
                 else len((r["epochs"] or {}).get("iterations", [])),
                 "checkpoints": len(cps),
                 "size": _mb(distinct),
-                "status": r["status"],
+                "status": r["status"]
+                + ("" if (r["epochs"] or {}).get("faithful", True) else " (unfaithful)"),
             }
         )
     store.close()

@@ -158,8 +158,9 @@ def test_dataframe_and_private_store(tmp_path: Path) -> None:
         "import florc; df = florc.dataframe(run=1, root='.');"
         " print(len(df), sorted(set(df['kind'])), df[df.epoch == '3'].value.tolist())"
     )
-    from e2e import run
     import sys
+
+    from e2e import run
 
     out = run([sys.executable, "-c", code], tmp_path)
     assert out.returncode == 0, out.stderr
@@ -167,8 +168,13 @@ def test_dataframe_and_private_store(tmp_path: Path) -> None:
 
 
 def test_report_names_blocks_that_re_execute(tmp_path: Path) -> None:
-    make(tmp_path, SCRIPT.replace("        weights = step(weights, random.random())\n",
-                                  "        weights = step(weights, random.random())\n        exec('pass')\n"))
+    make(
+        tmp_path,
+        SCRIPT.replace(
+            "        weights = step(weights, random.random())\n",
+            "        weights = step(weights, random.random())\n        exec('pass')\n",
+        ),
+    )
     rep = florc(["instrument", "--report", "train.py"], tmp_path)
     assert rep.returncode == 0
     assert "main loop: train.py:13" in rep.stdout

@@ -59,12 +59,15 @@ class ProjectImportHook(importlib.abc.MetaPathFinder):
         self.instrumented: dict[str, str] = {}  # relpath -> source, for the run's record
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        root = str(self.root)
+        if path is not None and not any(str(p).startswith(root) for p in path):
+            return None  # a submodule of an installed package: the usual finders handle it
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-            return spec
+        if spec is None or spec.origin is None or not spec.origin.startswith(root):
+            return None
         origin = Path(spec.origin)
-        if not self.is_project_file(origin):
-            return spec
+        if origin.suffix != ".py" or not self.is_project_file(origin):
+            return None
         compiled = self.compile_module(origin, fullname)
         if compiled is None:
             return spec

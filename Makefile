@@ -1,0 +1,42 @@
+# florc — developer entry points. `make help` lists them; `make demo` and `make test`
+# set everything up on a fresh machine (they depend on `install`).
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+
+# torch is always pinned. Extra pip arguments for the torch install only, e.g. a CPU-only
+# wheel index: make install TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu'
+TORCH_VERSION  := 2.13.0
+TORCH_PIP_ARGS ?=
+
+.PHONY: help install demo test lint bench
+
+help: ## List the targets
+	@echo "florc make targets:"
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv; install pinned torch, florc (editable, dev extras), scikit-learn
+
+# Re-runs only when the packaging metadata changes (or after `make clean`).
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PIP) install $(TORCH_PIP_ARGS) torch==$(TORCH_VERSION)
+	$(PIP) install -e '.[dev]' scikit-learn
+	@touch $@
+
+demo: install ## Run the demo: record, add a print, replay epochs 5-8, list runs and logs
+	demo/run_demo.sh
+
+test: install ## Run the test suite
+	$(PYTHON) -m pytest -q
+
+lint: install ## Run ruff on florc and tests
+	$(VENV)/bin/ruff check florc tests
+
+bench: install ## Run the record/replay benchmark (writes benchmarks/RESULTS.md)
+	$(PYTHON) benchmarks/bench_record_replay.py
