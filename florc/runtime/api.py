@@ -6,7 +6,7 @@ plain Python behaves like the original.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 _session: Any = None  # florc.runtime.session.Session while a record or replay runs
@@ -43,13 +43,13 @@ class _PlainLoop:
         return True
 
 
-_PLAIN = _PlainLoop()
+PLAIN_LOOP = _PlainLoop()
 
 
 def loop(loop_id: str) -> Any:
     """Context for one execution of a loop; the session gives it its role."""
     if _session is None:
-        return _PLAIN
+        return PLAIN_LOOP
     return _session.loop(loop_id)
 
 
@@ -82,7 +82,3 @@ def log(name: str, value: Any) -> Any:
     if _session is not None:
         _session.log_value(name, value)
     return value
-
-
-def iterate_plain(iterable: Iterable[Any]) -> Iterator[Any]:
-    yield from iterable

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from florc.runtime import state as st
+from florc.runtime.api import PLAIN_LOOP
 from florc.runtime.store import Store
 
 CHECKPOINT_FORMAT = 1
@@ -106,7 +107,7 @@ class Session:
             manifest = self.loops.get(loop_id)
             if manifest is not None and manifest.get("instrumented", True):
                 return Block(self, loop_id, manifest)
-        return _PLAIN_LOOP
+        return PLAIN_LOOP
 
     def log_statement(self, statement_id: str) -> _StatementContext:
         return _StatementContext(self, statement_id)
@@ -208,28 +209,6 @@ class Session:
     def finish(self) -> None:
         for loop_id, fns in self.callees.items():
             self.store.add_callees(self.run_id, loop_id, fns)
-
-
-class _PlainLoopType:
-    run = True
-
-    def __enter__(self) -> _PlainLoopType:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def iterate(self, iterable: Iterable[Any]) -> Iterable[Any]:
-        return iterable
-
-    def tick(self) -> bool:
-        return True
-
-    def began(self) -> bool:
-        return True
-
-
-_PLAIN_LOOP = _PlainLoopType()
 
 
 class _StatementContext:
