@@ -129,7 +129,8 @@ def test_logs_and_runs_tables(tmp_path: Path) -> None:
     runs = florc(["runs"], tmp_path)
     assert runs.returncode == 0 and "train.py" in runs.stdout and "done" in runs.stdout
     rows = json.loads(florc(["logs", "1", "--format", "json"], tmp_path).stdout)
-    assert [r["value"] for r in rows if r["epoch"] == 3] == ["epoch 3 w 0.309048"] or rows
+    values = [r["value"] for r in rows if r["epoch"] == 3]
+    assert len(values) == 1 and values[0].startswith("epoch 3 w ")
     csv = florc(["logs", "--format", "csv"], tmp_path)
     assert csv.stdout.splitlines()[0].startswith("run,kind,statement")
 

@@ -28,11 +28,6 @@ SHAPES = (
 )
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return {}
-
-
 def _record(shape: str, tmp: Path) -> Path:
     project = copy_project(EXAMPLES / shape, tmp / shape)
     plain = python("train.py", project)
