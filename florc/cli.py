@@ -12,6 +12,7 @@ import click
 
 from florc import __version__, commands
 from florc.errors import FlorcError
+from florc.runtime.policy import DEFAULT_BUDGET
 
 SCRIPT_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 
@@ -32,14 +33,38 @@ def cli() -> None:
 
 
 @cli.command(context_settings=SCRIPT_ARGS)
+@click.option(
+    "--overhead",
+    type=float,
+    default=DEFAULT_BUDGET,
+    show_default=True,
+    help="Checkpointing may add at most this fraction of training time.",
+)
+@click.option(
+    "--checkpoint-all",
+    is_flag=True,
+    help="Checkpoint at every opportunity, whatever it costs (fastest replay).",
+)
+@click.option("--compress", is_flag=True, help="Compress checkpoint data (zstd).")
 @click.argument("script")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
-def record(script: str, script_args: tuple[str, ...]) -> None:
-    """Run SCRIPT unmodified, checkpointing its loops. Arguments after SCRIPT go to the script."""
+def record(
+    overhead: float,
+    checkpoint_all: bool,
+    compress: bool,
+    script: str,
+    script_args: tuple[str, ...],
+) -> None:
+    """Run SCRIPT unmodified, checkpointing its loops. Arguments after SCRIPT go to the script.
+
+    florc options go before SCRIPT: florc record --overhead 0.02 train.py --lr 0.1
+    """
     args = list(script_args)
     if args and args[0] == "--":
         args = args[1:]
-    result = commands.record(script, args)
+    result = commands.record(
+        script, args, overhead=overhead, compress=compress, checkpoint_all=checkpoint_all
+    )
     sys.exit(result.outcome.exit_code)
 
 
@@ -78,6 +103,22 @@ def runs(fmt: str) -> None:
         ["id", "kind", "of", "script", "started", "epochs", "checkpoints", "size", "status"],
         fmt,
     )
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1, type=int)
+@click.option(
+    "--keep-last",
+    type=int,
+    default=None,
+    help="Keep only the last N recorded runs of each script (and their replays).",
+)
+def gc(run_ids: tuple[int, ...], keep_last: int | None) -> None:
+    """Delete RUN_IDS (with their replays), or old runs with --keep-last; free unused data."""
+    result = commands.gc(_root(), list(run_ids), keep_last)
+    if result.deleted:
+        click.echo(f"deleted runs {', '.join(map(str, result.deleted))}")
+    click.echo(f"freed {result.freed / 1e6:.1f} MB ({result.files} files)")
 
 
 @cli.command()

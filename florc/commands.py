@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
+import math
 import platform
 import re
 import subprocess
@@ -22,9 +23,11 @@ from florc import __version__
 from florc.errors import FlorcError, UsageError
 from florc.runtime import state as st
 from florc.runtime.files import FileSandbox
+from florc.runtime.policy import DEFAULT_BUDGET, CheckpointPolicy
 from florc.runtime.runner import ProjectImportHook, RunOutcome, run_script
 from florc.runtime.session import ReplayPlan, Session
 from florc.runtime.store import Store, find_root
+from florc.runtime.writer import CheckpointJob, Writer
 from florc.transforms.align import align
 from florc.transforms.compiler import CompileResult, compile_project, identifiers, is_project_file
 from florc.transforms.instrument import compile_instrumented
@@ -163,64 +166,75 @@ class RecordResult:
     outcome: RunOutcome
 
 
-def record(script: str, args: list[str], store_dir: Path | None = None) -> RecordResult:
+def record(
+    script: str,
+    args: list[str],
+    store_dir: Path | None = None,
+    overhead: float = DEFAULT_BUDGET,
+    compress: bool = False,
+    checkpoint_all: bool = False,
+) -> RecordResult:
+    if checkpoint_all:
+        overhead = math.inf
+    elif not 0 <= overhead <= 1:
+        raise UsageError(
+            f"--overhead {overhead}: give a fraction of training time between 0 and 1, "
+            "e.g. 0.05 for 5%"
+        )
     path = _script_path(script)
     root = find_root(path)
     result = compile_project(path, root)
     code = _code_for(result, result.script)
     store = Store(root, store_dir)
+    store.hold_shared()
     env = _env()
     env["git_commit"] = _git_commit(root)
+    env["overhead_budget"] = None if checkpoint_all else overhead
+    env["compress"] = compress
     run_id = store.create_run("record", result.script, args, env, main_loop=result.main_loop)
     store.add_sources(run_id, {rel: fm.source for rel, fm in result.files.items()})
-    session = Session("record", store, run_id, result.to_dict())
+    writer = Writer(root, store.dir, compress=compress)
+    policy = CheckpointPolicy(overhead)
+    session = Session("record", store, run_id, result.to_dict(), writer=writer, policy=policy)
+    where = store.dir.relative_to(root) if store.dir.is_relative_to(root) else store.dir
+    policy_text = "every opportunity" if checkpoint_all else f"overhead budget {overhead:.0%}"
     _say(
         f"instrumented {result.script} ({_describe_main(result)}) · run {run_id} · "
-        f"store {store.dir.relative_to(root) if store.dir.is_relative_to(root) else store.dir}/"
+        f"store {where}/ · checkpoints: {policy_text}"
     )
-    start_snap = st.Snapshot(rng=st.capture_rng())
-    _save_snapshot(store, run_id, START_LOOP, start_snap)
+    writer.submit_checkpoint(
+        CheckpointJob(run_id, START_LOOP, 0, 0, st.Snapshot(rng=st.capture_rng()), {})
+    )
     t0 = time.perf_counter()
     outcome = run_script(session, code, path, args, _hook(result, root, session))
     elapsed = time.perf_counter() - t0
-    store.add_logs(
-        run_id,
-        [
-            (
-                ln.statement,
-                ln.iteration,
-                json.dumps(ln.epoch),
-                ln.step,
-                session.statement_code.get(ln.statement, ln.statement),
-                ln.text,
-                0,
-            )
-            for ln in session.lines
-        ],
-    )
     store.finish_run(run_id, outcome.status, outcome.exit_code)
     iterations = len(store.iterations(run_id))
-    total, distinct = store.run_bytes(run_id)
+    total, stored = store.run_bytes(run_id)
     s = session.stats
     line = (
         f"run {run_id} {outcome.status} — {iterations} main-loop iterations, "
-        f"{s.checkpoints} checkpoints ({_mb(total)}, {_mb(distinct)} distinct), "
-        f"checkpointing took {s.capture_seconds:.2f} s of {elapsed:.2f} s"
+        f"{s.checkpoints} checkpoints ({_mb(total)}, {_mb(stored)} stored)"
     )
+    if s.skipped:
+        line += f", {s.skipped} skipped to stay within the budget"
+    summary = policy.summary()
+    if summary["compute_seconds"]:
+        line += (
+            f"; checkpointing cost {summary['cost_seconds']:.2f} s of "
+            f"{summary['compute_seconds']:.2f} s training "
+            f"({summary['cost_seconds'] / summary['compute_seconds']:.1%})"
+        )
+    line += f"; {elapsed:.2f} s in all"
     if s.unusable:
         line += f"; {s.unusable} checkpoints could not be taken (those parts re-execute at replay)"
     _say(line)
+    for note in s.notes[:5]:
+        _say(note)
     if outcome.error and outcome.status != "done":
         _say(outcome.error)
     store.close()
     return RecordResult(run_id, outcome)
-
-
-def _save_snapshot(store: Store, run_id: int, loop: str, snap: st.Snapshot) -> None:
-    import pickle
-
-    data = pickle.dumps(snap, protocol=5)
-    store.add_checkpoint(run_id, loop, 0, 0, store.put_blob(data), len(data), True, {})
 
 
 # --- replay --------------------------------------------------------------------------
@@ -284,6 +298,7 @@ def replay(
     path = _script_path(script)
     root = find_root(path)
     store = Store(root, store_dir)
+    store.hold_shared()
     relpath = str(path.relative_to(root))
     if run is None:
         run = store.latest_run(relpath)
@@ -323,7 +338,6 @@ def replay(
             f"the main loop moved ({meta['main_loop']} when recorded, {main} now); "
             "replay needs the recorded structure"
         )
-    finals = [it for (lp, it, _) in checkpoints if lp == main]
     callees = store.callees(run)
     probed = set(alignment.changed_loops)
     for loop_id, fns in callees.items():
@@ -337,7 +351,7 @@ def replay(
         new_statements=alignment.new_statements,
         run_after_loop=run_after,
         checkpoints=checkpoints,
-        final_boundary=max(finals) if finals else None,
+        final_boundary=len(iterations) if meta["status"] == "done" else None,
     )
     replay_id = store.create_run(
         "replay",
@@ -374,21 +388,7 @@ def replay(
     finally:
         sandbox.uninstall()
     elapsed = time.perf_counter() - t0
-    store.add_logs(
-        replay_id,
-        [
-            (
-                ln.statement,
-                ln.iteration,
-                json.dumps(ln.epoch),
-                ln.step,
-                session.statement_code.get(ln.statement, ln.statement),
-                ln.text,
-                int(ln.new),
-            )
-            for ln in session.lines
-        ],
-    )
+    store.add_logs(replay_id, session.log_rows(session.lines))
     store.finish_run(replay_id, outcome.status, outcome.exit_code)
     s = session.stats
     for note in s.notes[:5]:
@@ -487,6 +487,46 @@ def runs_table(root: Path, store_dir: Path | None = None) -> list[dict[str, Any]
         )
     store.close()
     return out
+
+
+@dataclass
+class GcResult:
+    deleted: list[int]
+    files: int
+    freed: int
+
+
+def gc(
+    root: Path, runs: list[int], keep_last: int | None, store_dir: Path | None = None
+) -> GcResult:
+    """Delete the given runs (and their replays), or all but the last N records of each script;
+    then free every blob no remaining checkpoint uses."""
+    if keep_last is not None and keep_last < 0:
+        raise UsageError(f"--keep-last {keep_last}: give a number of runs, 0 or more")
+    store = Store(root, store_dir)
+    try:
+        known = {r["id"]: r for r in store.runs()}
+        unknown = [r for r in runs if r not in known]
+        if unknown:
+            raise UsageError(f"unknown run {', '.join(map(str, unknown))}; `florc runs` lists them")
+        doomed = set(runs)
+        if keep_last is not None:
+            by_script: dict[str, list[int]] = {}
+            for r in known.values():
+                if r["kind"] == "record":
+                    by_script.setdefault(r["script"], []).append(r["id"])
+            for ids in by_script.values():
+                doomed |= set(sorted(ids)[: max(0, len(ids) - keep_last)])
+        with store.exclusive() as alone:
+            if not alone:
+                raise FlorcError(
+                    "a record or replay is using this store; run gc when it has finished"
+                )
+            deleted = store.delete_runs(doomed)
+            files, freed = store.collect_garbage()
+        return GcResult(deleted, files, freed)
+    finally:
+        store.close()
 
 
 def logs_rows(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from e2e import florc, python
 
 SCRIPT = """\
@@ -34,9 +35,12 @@ def make(tmp_path: Path, text: str = SCRIPT) -> Path:
     return tmp_path
 
 
-def test_record_prints_the_scripts_output_and_replay_shows_new_statements(tmp_path: Path) -> None:
+@pytest.mark.parametrize("policy", [[], ["--checkpoint-all"]], ids=["budget", "all"])
+def test_record_prints_the_scripts_output_and_replay_shows_new_statements(
+    tmp_path: Path, policy: list[str]
+) -> None:
     make(tmp_path)
-    rec = florc(["record", "train.py"], tmp_path)
+    rec = florc(["record", *policy, "train.py"], tmp_path)
     assert rec.returncode == 0, rec.stderr
     assert rec.stdout == python("train.py", tmp_path).stdout
     assert "main loop at train.py:13" in rec.stderr
@@ -109,7 +113,7 @@ def test_script_failure_keeps_status_and_checkpoints(tmp_path: Path) -> None:
             '    if epoch == 3:\n        raise SystemExit(3)\n    print(f"epoch',
         ),
     )
-    res = florc(["record", "train.py"], tmp_path)
+    res = florc(["record", "--checkpoint-all", "train.py"], tmp_path)
     assert res.returncode == 3
     runs = json.loads(florc(["runs", "--format", "json"], tmp_path).stdout)
     assert runs[-1]["status"] == "failed" and runs[-1]["checkpoints"] > 0
@@ -135,12 +139,13 @@ def test_logs_and_runs_tables(tmp_path: Path) -> None:
     assert csv.stdout.splitlines()[0].startswith("run,kind,statement")
 
 
-def test_replay_never_overwrites_recorded_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("policy", [[], ["--checkpoint-all"]], ids=["budget", "all"])
+def test_replay_never_overwrites_recorded_files(tmp_path: Path, policy: list[str]) -> None:
     text = SCRIPT.replace(
         '    print(f"epoch', '    open("state.txt", "w").write(str(epoch))\n    print(f"epoch'
     )
     make(tmp_path, text)
-    florc(["record", "train.py"], tmp_path)
+    florc(["record", *policy, "train.py"], tmp_path)
     assert (tmp_path / "state.txt").read_text() == "5"
     (tmp_path / "train.py").write_text(
         text.replace('print("final"', 'print("HINDSIGHT", open("state.txt").read())\nprint("final"')

@@ -32,7 +32,7 @@ def _record(shape: str, tmp: Path) -> Path:
     project = copy_project(EXAMPLES / shape, tmp / shape)
     plain = python("train.py", project)
     assert plain.returncode == 0, plain.stderr
-    rec = florc(["record", "train.py"], project)
+    rec = florc(["record", "--checkpoint-all", "train.py"], project)
     assert rec.returncode == 0, rec.stderr
     assert rec.stdout == plain.stdout, "record must not change the script's own output"
     for f in project.glob("*.pt"):

@@ -11,18 +11,19 @@ Loop roles, decided when a loop starts:
 
 from __future__ import annotations
 
-import pickle
+import json
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from florc.runtime import checkpoint
 from florc.runtime import state as st
 from florc.runtime.api import PLAIN_LOOP
+from florc.runtime.policy import CheckpointPolicy
 from florc.runtime.store import Store
-
-CHECKPOINT_FORMAT = 1
+from florc.runtime.writer import CheckpointJob, Writer
 
 
 class ReplayFinished(BaseException):
@@ -53,8 +54,8 @@ class LogLine:
 class Stats:
     checkpoints: int = 0
     unusable: int = 0
-    bytes: int = 0
-    capture_seconds: float = 0.0
+    skipped: int = 0  # opportunities the overhead budget passed over
+    capture_seconds: float = 0.0  # training-thread seconds spent checkpointing
     restored_blocks: int = 0
     probed_blocks: int = 0
     restored_boundaries: int = 0
@@ -69,9 +70,13 @@ class Session:
         run_id: int,
         compiled: dict[str, Any],
         plan: ReplayPlan | None = None,
+        writer: Writer | None = None,
+        policy: CheckpointPolicy | None = None,
     ) -> None:
         self.mode = mode
         self.store = store
+        self.writer = writer
+        self.policy = policy
         self.run_id = run_id
         self.main_loop_id: str | None = compiled.get("main_loop")
         self.loops: dict[str, dict[str, Any]] = {}
@@ -87,6 +92,8 @@ class Session:
         self.occurrences: dict[str, int] = {}
         self.callees: dict[str, set[str]] = {}
         self.lines: list[LogLine] = []
+        self.lines_stored = 0  # record: lines already handed to the writer
+        self.callees_stored: dict[str, set[str]] = {}
         self.stats = Stats()
         self.main_done = False
         self.on_final_restore: Any = None  # replay: files written so far give way to recorded ones
@@ -149,48 +156,106 @@ class Session:
             )
         )
 
+    # the index ---------------------------------------------------------------------
+    def index(self, action: Callable[[Store], None]) -> None:
+        """An index write: on the writer thread at record (in order with checkpoints)."""
+        if self.writer is not None:
+            self.writer.submit(action)
+        else:
+            action(self.store)
+
+    def log_rows(self, lines: list[LogLine]) -> list[tuple[Any, ...]]:
+        return [
+            (
+                ln.statement,
+                ln.iteration,
+                json.dumps(ln.epoch),
+                ln.step,
+                self.statement_code.get(ln.statement, ln.statement),
+                ln.text,
+                int(ln.new),
+            )
+            for ln in lines
+        ]
+
+    def store_progress(self) -> None:
+        """Record: hand the log lines and callees seen so far to the writer (kept on a crash)."""
+        rows = self.log_rows(self.lines[self.lines_stored :])
+        self.lines_stored = len(self.lines)
+        run = self.run_id
+        if rows:
+            self.index(lambda store: store.add_logs(run, rows))
+        for loop_id, fns in self.callees.items():
+            new = fns - self.callees_stored.setdefault(loop_id, set())
+            if new:
+                self.callees_stored[loop_id] |= new
+                self.index(_callee_rows(run, loop_id, sorted(new)))
+
     # checkpoints ------------------------------------------------------------------
     def save(
         self, loop_id: str, iteration: int, occurrence: int, frame: Any, manifest: dict[str, Any]
     ) -> None:
+        """Record: checkpoint a loop's changeset if the overhead budget allows it."""
+        assert self.writer is not None and self.policy is not None
         t0 = time.perf_counter()
+        policy = self.policy
         scope = st.Scope(frame)
-        info: dict[str, Any] = {"format": CHECKPOINT_FORMAT}
-        problems = st.capture_iterated(scope, manifest.get("iterated", []))
+        iterated = manifest.get("iterated", [])
         paths = list(manifest["changeset"])
-        paths += [
-            p for p in manifest.get("iterated", []) if p in st.loader_generators_in(scope, [p])
-        ]
-        blob, nbytes, usable = None, 0, not problems
+        paths += [p for p in iterated if p in st.loader_generators_in(scope, [p])]
+        size = st.estimate_bytes(scope, paths) if policy.needs_size(loop_id) else None
+        decision = policy.decide(loop_id, size)
+        if not decision.take:
+            self.stats.skipped += 1
+            self._charge(time.perf_counter() - t0)
+            return
+        info: dict[str, Any] = {"format": checkpoint.FORMAT}
+        problems = st.capture_iterated(scope, iterated)
+        snap = None
         if problems:
             info["reason"] = "; ".join(problems.values())
         else:
             try:
                 snap = st.capture(scope, paths, set(manifest.get("required", [])))
-                data = pickle.dumps(snap, protocol=5)
-                blob = self.store.put_blob(data)
-                nbytes = len(data)
-                info["missing"] = snap.missing
-                info["omitted"] = snap.omitted
             except st.CannotSnapshot as exc:
-                usable = False
                 info["reason"] = str(exc)
-            except Exception as exc:  # noqa: BLE001 - pickling arbitrary user objects
-                usable = False
-                info["reason"] = f"cannot serialise: {type(exc).__name__}: {exc}"
-        self.store.add_checkpoint(
-            self.run_id, loop_id, iteration, occurrence, blob, nbytes, usable, info
+        run = self.run_id
+        if snap is None:
+            self.index(
+                lambda store: store.add_checkpoint(
+                    run, loop_id, iteration, occurrence, None, 0, False, info
+                )
+            )
+            self.stats.unusable += 1
+            self._charge(time.perf_counter() - t0)
+            return
+        info["missing"] = snap.missing
+        info["omitted"] = snap.omitted
+        copy_seconds = time.perf_counter() - t0
+        background = max(0.0, decision.estimate - copy_seconds)
+        nbytes = snap.nbytes
+        policy.submitted(background)
+        self.writer.submit_checkpoint(
+            CheckpointJob(
+                run,
+                loop_id,
+                iteration,
+                occurrence,
+                snap,
+                info,
+                on_done=lambda cpu: policy.written(loop_id, copy_seconds, cpu, background, nbytes),
+            )
         )
         self.stats.checkpoints += 1
-        self.stats.unusable += 0 if usable else 1
-        self.stats.bytes += nbytes
-        self.stats.capture_seconds += time.perf_counter() - t0
+        self._charge(time.perf_counter() - t0)  # includes waiting for room in the queue
+
+    def _charge(self, seconds: float) -> None:
+        self.stats.capture_seconds += seconds
+        if self.policy is not None:
+            self.policy.charge_foreground(seconds)
 
     def load(self, row: Any) -> st.Snapshot:
-        snap = pickle.loads(self.store.get_blob(row.blob))
-        if not isinstance(snap, st.Snapshot):
-            raise st.CannotRestore("checkpoint has an unknown format")
-        return snap
+        return checkpoint.decode(self.store.get_blob(row.blob), self.store.get_blob)
 
     def try_restore(self, key: tuple[str, int, int], frame: Any) -> bool:
         assert self.plan is not None
@@ -199,7 +264,7 @@ class Session:
             return False
         try:
             st.restore(st.Scope(frame), self.load(row))
-        except (st.CannotRestore, OSError, ValueError, pickle.UnpicklingError) as exc:
+        except (st.CannotRestore, OSError, ValueError) as exc:
             self.stats.notes.append(
                 f"{key[0]} iteration {key[1]}: not restored ({exc}); re-executed"
             )
@@ -207,8 +272,20 @@ class Session:
         return True
 
     def finish(self) -> None:
-        for loop_id, fns in self.callees.items():
-            self.store.add_callees(self.run_id, loop_id, fns)
+        if self.mode == "record":
+            self.store_progress()
+        else:
+            for loop_id, fns in self.callees.items():
+                self.store.add_callees(self.run_id, loop_id, fns)
+        if self.writer is not None:
+            self.writer.close()
+            self.stats.notes.extend(
+                f"a checkpoint could not be written: {e}" for e in self.writer.stats.errors
+            )
+
+
+def _callee_rows(run: int, loop_id: str, functions: list[str]) -> Callable[[Store], None]:
+    return lambda store: store.add_callees(run, loop_id, functions)
 
 
 class _StatementContext:
@@ -290,6 +367,8 @@ class MainLoop:
         self.last_boundary = -1
         self.pending: list[int] = list(session.plan.targets) if session.plan else []
         self.stop_after_restore = False
+        if session.policy is not None:
+            session.policy.start(loop_id)
 
     def __enter__(self) -> MainLoop:
         return self
@@ -303,8 +382,10 @@ class MainLoop:
             return
         self.last_boundary = b
         s.iteration = None
-        if s.mode == "record" and b > 0 and not self.manifest["unbounded"]:
-            s.save(self.loop_id, b, 0, frame, self.manifest)
+        if s.mode == "record":
+            s.store_progress()
+            if b > 0 and not self.manifest["unbounded"]:
+                s.save(self.loop_id, b, 0, frame, self.manifest)
 
     def _begin(self, idx: int, value: Any) -> None:
         s = self.session
@@ -315,7 +396,8 @@ class MainLoop:
         epoch = value if isinstance(value, int) and not isinstance(value, bool) else None
         s.epoch = epoch if epoch is not None else idx
         if s.mode == "record":
-            s.store.add_iteration(s.run_id, idx, epoch)
+            run = s.run_id
+            s.index(lambda store: store.add_iteration(run, idx, epoch))
         else:
             s.silent = idx not in (s.plan.targets if s.plan else [])
 
@@ -326,31 +408,33 @@ class MainLoop:
         assert s.plan is not None
         self.pending = [t for t in self.pending if t >= b]
         if not self.pending:
+            if not s.plan.run_after_loop:
+                raise ReplayFinished()
+            # code after the loop holds a new statement: get to the loop's recorded end
             final = s.plan.final_boundary
-            if s.plan.run_after_loop and final is not None and final > b:
-                if s.try_restore((self.loop_id, final, 0), frame):
-                    s.stats.restored_boundaries += 1
-                    if s.on_final_restore is not None:
-                        s.on_final_restore()
-                    self.last_boundary = final
-                    return None
-                self.pending = []
-                return b  # cannot jump: run on silently to the end
-            if s.plan.run_after_loop:
-                return b if final is not None and b < final else None
-            raise ReplayFinished()
-        target = self.pending[0]
-        best = None
+            if final is None:
+                return b  # the recorded run did not end its loop: run on as it would
+            if b >= final:
+                return None
+            c = self._restore_latest(final, b, frame)
+            if c is None:
+                return b  # run on silently
+            if s.on_final_restore is not None:
+                s.on_final_restore()
+            return None if c == final else c
+        return self._restore_latest(self.pending[0], b, frame) or b
+
+    def _restore_latest(self, target: int, b: int, frame: Any) -> int | None:
+        """Restore the latest usable checkpoint in (b, target]; its boundary, or None."""
+        s = self.session
+        assert s.plan is not None
         for c in range(target, b, -1):
             row = s.plan.checkpoints.get((self.loop_id, c, 0))
-            if row is not None and row.usable:
-                best = c
-                break
-        if best is not None and s.try_restore((self.loop_id, best, 0), frame):
-            s.stats.restored_boundaries += 1
-            self.last_boundary = best
-            return best
-        return b
+            if row is not None and row.usable and s.try_restore((self.loop_id, c, 0), frame):
+                s.stats.restored_boundaries += 1
+                self.last_boundary = c
+                return c
+        return None
 
     def iterate(self, iterable: Iterable[Any]) -> Iterator[Any]:
         s = self.session

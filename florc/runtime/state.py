@@ -68,6 +68,20 @@ class Snapshot:
         default_factory=dict
     )  # optional paths that could not be captured
     rng: dict[str, Any] = field(default_factory=dict)
+    # GPU copies still in flight: the writer waits on these events before reading tensors.
+    pending: list[Any] = field(default_factory=list, repr=False, compare=False)
+    nbytes: int = 0  # bytes of tensor and array data copied
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["pending"] = []
+        return state
+
+    def wait(self) -> None:
+        """Block until every GPU-to-host copy of this snapshot has landed."""
+        for event in self.pending:
+            event.synchronize()
+        self.pending = []
 
 
 def _is_module(obj: Any) -> bool:
@@ -108,14 +122,86 @@ def _is_reiterable(obj: Any) -> bool:
         return True
 
 
-def _clone_tensor(t: Any) -> Any:
-    return t.detach().to("cpu", copy=True)
+_side_streams: dict[Any, Any] = {}
+
+
+def _side_stream(device: Any) -> Any:
+    stream = _side_streams.get(device)
+    if stream is None:
+        stream = _side_streams[device] = _torch().cuda.Stream(device=device)
+    return stream
 
 
 class _Capturer:
-    def __init__(self) -> None:
+    """Copies state into a snapshot tree. Every tensor is copied once (memoized by identity).
+
+    CPU tensors are copied synchronously. GPU tensors go to pinned host buffers on a side
+    stream that first waits for the training stream; the training stream then waits (on the
+    GPU, not the CPU) for the copies before running anything else, so no later in-place update
+    can tear them. `Snapshot.wait()` blocks until they have landed.
+
+    With dry=True nothing is copied: it only adds up the bytes a capture would copy.
+    """
+
+    def __init__(self, dry: bool = False) -> None:
         self.memo: dict[int, Node] = {}
         self.keep: list[Any] = []  # keep ids stable while capturing
+        self.clones: dict[int, Any] = {}
+        self.dry = dry
+        self.nbytes = 0
+        self.cuda_devices: set[Any] = set()
+
+    def clone(self, t: Any) -> Any:
+        key = id(t)
+        if key in self.clones:
+            return self.clones[key]
+        self.keep.append(t)
+        self.nbytes += t.nelement() * t.element_size()
+        if self.dry:
+            copy_ = None
+        elif t.device.type == "cuda":
+            copy_ = self._clone_cuda(t)
+        else:
+            copy_ = t.detach().clone(memory_format=_torch().contiguous_format)
+        self.clones[key] = copy_
+        return copy_
+
+    def _clone_cuda(self, t: Any) -> Any:
+        torch = _torch()
+        side = _side_stream(t.device)
+        if t.device not in self.cuda_devices:
+            side.wait_stream(torch.cuda.current_stream(t.device))
+            self.cuda_devices.add(t.device)
+        buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        with torch.cuda.stream(side):
+            buf.copy_(t.detach(), non_blocking=True)
+        t.record_stream(side)
+        return buf
+
+    def finish(self) -> list[Any]:
+        """Make the training streams wait for the side-stream copies; events for the writer."""
+        events = []
+        torch = _torch()
+        for device in self.cuda_devices:
+            event = torch.cuda.Event()
+            event.record(_side_stream(device))
+            torch.cuda.current_stream(device).wait_event(event)
+            events.append(event)
+        return events
+
+    def copy_tree(self, tree: Any) -> Any:
+        """A copy of a state_dict-like tree of dicts, lists and tuples; tensors via clone()."""
+        if _is_tensor(tree):
+            return self.clone(tree)
+        if isinstance(tree, dict):
+            return type(tree)((k, self.copy_tree(v)) for k, v in tree.items())
+        if isinstance(tree, list):
+            return [self.copy_tree(v) for v in tree]
+        if type(tree) is tuple:
+            return tuple(self.copy_tree(v) for v in tree)
+        if isinstance(tree, IMMUTABLE):
+            return tree
+        return None if self.dry else copy.deepcopy(tree)
 
     def capture(self, obj: Any, depth: int = 0) -> Node:
         if depth > 60:
@@ -136,24 +222,21 @@ class _Capturer:
     def _capture_new(self, obj: Any, depth: int) -> Node:
         t = _torch()
         if _is_tensor(obj):
-            grad = _clone_tensor(obj.grad) if obj.is_leaf and obj.grad is not None else None
-            return Node(
-                "tensor", _clone_tensor(obj), extra=(str(obj.device), obj.requires_grad, grad)
-            )
+            grad = self.clone(obj.grad) if obj.is_leaf and obj.grad is not None else None
+            return Node("tensor", self.clone(obj), extra=(str(obj.device), obj.requires_grad, grad))
         if _is_module(obj):
-            state = {k: _clone_tensor(v) for k, v in obj.state_dict(keep_vars=True).items()}
+            state = {k: self.clone(v) for k, v in obj.state_dict(keep_vars=True).items()}
             grads = {
-                n: (_clone_tensor(p.grad) if p.grad is not None else None)
+                n: (self.clone(p.grad) if p.grad is not None else None)
                 for n, p in obj.named_parameters()
             }
             modes = [m.training for m in obj.modules()]
             return Node("module", state, extra=(grads, modes), cls=type(obj))
         if _is_optimizer(obj):
             params = [p for g in obj.param_groups for p in g["params"]]
-            values = [_clone_tensor(p) for p in params]
-            grads = [(_clone_tensor(p.grad) if p.grad is not None else None) for p in params]
-            state = copy.deepcopy(obj.state_dict())
-            _cpu_tree(state)
+            values = [self.clone(p) for p in params]
+            grads = [(self.clone(p.grad) if p.grad is not None else None) for p in params]
+            state = self.copy_tree(obj.state_dict())
             return Node("optimizer", state, extra=(values, grads), cls=type(obj))
         if _is_dataloader(obj):
             return Node("dataloader", _loader_generators(obj))
@@ -161,7 +244,8 @@ class _Capturer:
             return Node("generator", obj.get_state())
         np = _numpy()
         if np is not None and isinstance(obj, np.ndarray):
-            return Node("ndarray", obj.copy())
+            self.nbytes += obj.nbytes
+            return Node("ndarray", None if self.dry else obj.copy())
         if np is not None and isinstance(obj, np.random.Generator):
             return Node("np_generator", copy.deepcopy(obj.bit_generator.state))
         if np is not None and isinstance(obj, np.random.RandomState):
@@ -174,7 +258,7 @@ class _Capturer:
             and not isinstance(obj, type)
         ):
             try:
-                state = copy.deepcopy(obj.state_dict())
+                state = self.copy_tree(obj.state_dict())
             except Exception as exc:  # noqa: BLE001 - any failure means "cannot capture"
                 raise CannotSnapshot(f"{type(obj).__name__}.state_dict() failed: {exc}") from None
             return Node("stateful", state, cls=type(obj))
@@ -193,6 +277,8 @@ class _Capturer:
                     raise CannotSnapshot(f"dict key of type {type(k).__name__}")
                 node.children.append((k, self.capture(v, depth + 1)))
             return node
+        if self.dry:
+            return Node("copy")
         if isinstance(obj, (set, bytearray)):
             return Node("copy", copy.copy(obj))
         if hasattr(obj, "__dict__") and not hasattr(type(obj), "__slots__") and _plain_class(obj):
@@ -223,21 +309,6 @@ def _plain_class(obj: Any) -> bool:
         return iter(obj) is not obj
     except TypeError:
         return True
-
-
-def _cpu_tree(tree: Any) -> None:
-    if isinstance(tree, dict):
-        for k, v in tree.items():
-            if _is_tensor(v):
-                tree[k] = _clone_tensor(v)
-            else:
-                _cpu_tree(v)
-    elif isinstance(tree, list):
-        for i, v in enumerate(tree):
-            if _is_tensor(v):
-                tree[i] = _clone_tensor(v)
-            else:
-                _cpu_tree(v)
 
 
 def _loader_generators(loader: Any) -> dict[str, Any]:
@@ -526,6 +597,29 @@ def capture(scope: Scope, paths: Iterable[str], required: set[str]) -> Snapshot:
     """Snapshot the given paths. Raises CannotSnapshot when a required path fails."""
     snap = Snapshot()
     cap = _Capturer()
+    try:
+        _capture_paths(cap, snap, scope, paths, required)
+    finally:
+        if cap.cuda_devices:
+            snap.pending = cap.finish()
+    snap.nbytes = cap.nbytes
+    snap.rng = capture_rng()
+    return snap
+
+
+def estimate_bytes(scope: Scope, paths: Iterable[str]) -> int:
+    """The bytes of tensor and array data a capture of these paths would copy (copies nothing)."""
+    cap = _Capturer(dry=True)
+    try:
+        _capture_paths(cap, Snapshot(), scope, paths, set())
+    except CannotSnapshot:
+        pass
+    return cap.nbytes
+
+
+def _capture_paths(
+    cap: _Capturer, snap: Snapshot, scope: Scope, paths: Iterable[str], required: set[str]
+) -> None:
     for path in paths:
         obj = scope.get(path)
         if obj is MISSING:
@@ -537,8 +631,6 @@ def capture(scope: Scope, paths: Iterable[str], required: set[str]) -> Snapshot:
             if path in required:
                 raise CannotSnapshot(f"`{path}`: {exc}") from None
             snap.omitted[path] = str(exc)
-    snap.rng = capture_rng()
-    return snap
 
 
 def capture_iterated(scope: Scope, paths: Iterable[str]) -> dict[str, str]:

@@ -1,23 +1,35 @@
 """The run store: `.florc/` at the project root, SQLite for the index plus content-addressed blobs.
 
-A blob becomes visible only once durable: written under a temporary name, fsynced, renamed; its
-index row is committed after that. Blobs are named by the SHA-256 of their bytes, so identical
-checkpoints are stored once, and every read checks the hash.
+A checkpoint is one small *manifest* blob (the snapshot's structure) plus one blob per large
+tensor or array. Blobs are named by the SHA-256 of their uncompressed bytes, so a tensor that
+does not change (a frozen layer, an embedding, a buffer) is stored once across all checkpoints
+and runs, and every read checks the hash.
+
+Crash safety: a blob file appears only once durable (written under a temporary name, fsynced,
+renamed, its folder fsynced); the checkpoint's index rows — the checkpoint, its blobs — are
+committed after that, in one transaction. A process killed at any instant leaves at most
+unreferenced blob files or temporary files, which `gc` removes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+BLOB_MAGIC = b"FLRC"
+CODEC_RAW, CODEC_ZSTD = 0, 1
 STORE_DIRNAME = ".florc"
 
 SCHEMA = """
@@ -32,6 +44,7 @@ CREATE TABLE IF NOT EXISTS runs (
     finished REAL,
     status TEXT NOT NULL,             -- running | done | failed | interrupted
     exit_code INTEGER,
+    pid INTEGER,                      -- the process that wrote it (to tell a crashed run)
     env TEXT NOT NULL,                -- json: versions, git commit, ...
     main_loop TEXT,
     epochs TEXT                       -- json: what was asked (replay)
@@ -47,9 +60,18 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run INTEGER NOT NULL, loop TEXT NOT NULL,
     iteration INTEGER NOT NULL, occurrence INTEGER NOT NULL,
-    blob TEXT, nbytes INTEGER NOT NULL, usable INTEGER NOT NULL, info TEXT NOT NULL,
+    blob TEXT,                        -- the manifest blob (NULL when not usable)
+    nbytes INTEGER NOT NULL,          -- logical size: manifest + every tensor it names
+    usable INTEGER NOT NULL, info TEXT NOT NULL,
     UNIQUE (run, loop, iteration, occurrence)
 );
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, stored INTEGER NOT NULL, codec INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoint_blobs (
+    checkpoint INTEGER NOT NULL, blob TEXT NOT NULL, PRIMARY KEY (checkpoint, blob)
+);
+CREATE INDEX IF NOT EXISTS checkpoint_blobs_blob ON checkpoint_blobs (blob);
 CREATE TABLE IF NOT EXISTS callees (
     run INTEGER NOT NULL, loop TEXT NOT NULL, function TEXT NOT NULL,
     PRIMARY KEY (run, loop, function)
@@ -84,9 +106,55 @@ def find_root(script: Path) -> Path:
     return start
 
 
+@dataclass
+class BlobInfo:
+    sha: str
+    size: int  # bytes of content
+    stored: int  # bytes on disk
+    codec: int
+    written: bool
+
+
+class CorruptBlob(ValueError):
+    pass
+
+
+def _zstd() -> Any:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=3)
+
+
+def _zstd_decompressor() -> Any:
+    import zstandard
+
+    return zstandard.ZstdDecompressor()
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Store:
     def __init__(self, root: Path, location: Path | None = None) -> None:
         self.root = root
+        self._lock: Any = None
         self.dir = location if location is not None else root / STORE_DIRNAME
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.dir / "blobs").mkdir(mode=0o700, exist_ok=True)
@@ -94,14 +162,16 @@ class Store:
         self.db = sqlite3.connect(self.dir / "florc.db", timeout=60, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
         with self.tx():
-            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self.db.execute(
-                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-            elif int(row[0]) != SCHEMA_VERSION:
+            has_meta = self.db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()
+            row = None
+            if has_meta:
+                row = self.db.execute(
+                    "SELECT value FROM meta WHERE key='schema_version'"
+                ).fetchone()
+            if row is not None and int(row[0]) != SCHEMA_VERSION:
                 from florc.errors import UsageError
 
                 raise UsageError(
@@ -109,12 +179,22 @@ class Store:
                     f"this florc reads {SCHEMA_VERSION}. "
                     "Use the florc version that wrote it, or move the store aside."
                 )
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            if row is None:
+                self.db.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
 
     def tx(self) -> sqlite3.Connection:
         return _Tx(self.db)  # type: ignore[return-value]
 
     def close(self) -> None:
         self.db.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     # runs -------------------------------------------------------------------
     def create_run(
@@ -130,14 +210,15 @@ class Store:
         with self.tx():
             cur = self.db.execute(
                 "INSERT INTO runs"
-                " (kind, parent, script, argv, started, status, env, main_loop, epochs)"
-                " VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                " (kind, parent, script, argv, started, status, pid, env, main_loop, epochs)"
+                " VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                 (
                     kind,
                     parent,
                     script,
                     json.dumps(argv),
                     time.time(),
+                    os.getpid(),
                     json.dumps(env),
                     main_loop,
                     json.dumps(epochs),
@@ -161,6 +242,8 @@ class Store:
         d["argv"] = json.loads(d["argv"])
         d["env"] = json.loads(d["env"])
         d["epochs"] = json.loads(d["epochs"]) if d["epochs"] else None
+        if d["status"] == "running" and not _alive(d["pid"]):
+            d["status"] = "killed"  # the process ended without finishing the run
         return d
 
     def runs(self, kind: str | None = None) -> list[dict[str, Any]]:
@@ -202,24 +285,52 @@ class Store:
     def blob_path(self, sha: str) -> Path:
         return self.dir / "blobs" / sha[:2] / sha[2:]
 
-    def put_blob(self, data: bytes) -> str:
-        sha = hashlib.sha256(data).hexdigest()
+    def write_blob(self, data: Any, sha: str | None = None, compress: bool = False) -> BlobInfo:
+        """Write bytes (any buffer) as a durable blob file unless it exists; no index row yet."""
+        view = memoryview(data).cast("B")
+        sha = sha or hashlib.sha256(view).hexdigest()
         path = self.blob_path(sha)
         if path.exists():
-            return sha
+            with open(path, "rb") as f:
+                header = f.read(8)
+            codec = header[4] if len(header) == 8 else CODEC_RAW
+            return BlobInfo(sha, view.nbytes, path.stat().st_size, codec, written=False)
+        codec, payload = CODEC_RAW, view
+        if compress and view.nbytes >= 512:
+            packed = _zstd().compress(view)
+            if len(packed) < 0.9 * view.nbytes:
+                codec, payload = CODEC_ZSTD, memoryview(packed)
         path.parent.mkdir(mode=0o700, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with open(tmp, "wb") as f:
-            f.write(data)
+            f.write(BLOB_MAGIC + bytes([codec, 0, 0, 0]))
+            f.write(payload)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        return sha
+        _fsync_dir(path.parent)
+        return BlobInfo(sha, view.nbytes, payload.nbytes + 8, codec, written=True)
 
     def get_blob(self, sha: str) -> bytes:
-        data = self.blob_path(sha).read_bytes()
+        path = self.blob_path(sha)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise CorruptBlob(f"checkpoint blob {sha[:12]} is missing") from None
+        if raw[:4] != BLOB_MAGIC or len(raw) < 8:
+            raise CorruptBlob(f"checkpoint blob {sha[:12]} has an unknown format")
+        codec = raw[4]
+        if codec == CODEC_RAW:
+            data = raw[8:]
+        elif codec == CODEC_ZSTD:
+            try:
+                data = _zstd_decompressor().decompress(raw[8:])
+            except Exception as exc:  # noqa: BLE001 - zstd raises its own error type
+                raise CorruptBlob(f"blob {sha[:12]} does not decompress: {exc}") from None
+        else:
+            raise CorruptBlob(f"checkpoint blob {sha[:12]} has unknown codec {codec}")
         if hashlib.sha256(data).hexdigest() != sha:
-            raise ValueError(f"checkpoint blob {sha[:12]} is corrupt (hash mismatch)")
+            raise CorruptBlob(f"checkpoint blob {sha[:12]} is corrupt (hash mismatch)")
         return data
 
     # checkpoints ------------------------------------------------------------
@@ -229,17 +340,27 @@ class Store:
         loop: str,
         iteration: int,
         occurrence: int,
-        blob: str | None,
+        manifest: str | None,
         nbytes: int,
         usable: bool,
         info: dict[str, Any],
+        blobs: Iterable[BlobInfo] = (),
     ) -> None:
+        """Commit a checkpoint's index rows. Its blob files must already be durable."""
         with self.tx():
-            self.db.execute(
+            self.db.executemany(
+                "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)",
+                [(b.sha, b.size, b.stored, b.codec) for b in blobs],
+            )
+            cur = self.db.execute(
                 "INSERT OR REPLACE INTO checkpoints"
                 " (run, loop, iteration, occurrence, blob, nbytes,"
                 " usable, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run, loop, iteration, occurrence, blob, nbytes, int(usable), json.dumps(info)),
+                (run, loop, iteration, occurrence, manifest, nbytes, int(usable), json.dumps(info)),
+            )
+            self.db.executemany(
+                "INSERT OR IGNORE INTO checkpoint_blobs VALUES (?, ?)",
+                [(cur.lastrowid, b.sha) for b in blobs],
             )
 
     def checkpoints(self, run: int) -> list[CheckpointRow]:
@@ -253,17 +374,97 @@ class Store:
             for r in rows
         ]
 
+    def checkpoint_blobs(self, checkpoint: int) -> list[str]:
+        rows = self.db.execute(
+            "SELECT blob FROM checkpoint_blobs WHERE checkpoint=?", (checkpoint,)
+        )
+        return [r[0] for r in rows]
+
     def run_bytes(self, run: int) -> tuple[int, int]:
-        """(bytes referenced by the run's checkpoints, bytes of its distinct blobs)."""
+        """(logical bytes of the run's checkpoints, bytes on disk of the blobs they use)."""
         total = self.db.execute(
             "SELECT COALESCE(SUM(nbytes), 0) FROM checkpoints WHERE run=?", (run,)
         ).fetchone()[0]
-        distinct = self.db.execute(
-            "SELECT COALESCE(SUM(n), 0) FROM (SELECT MAX(nbytes) AS n FROM checkpoints"
-            " WHERE run=? AND blob IS NOT NULL GROUP BY blob)",
+        stored = self.db.execute(
+            "SELECT COALESCE(SUM(stored), 0) FROM blobs WHERE sha256 IN"
+            " (SELECT checkpoint_blobs.blob FROM checkpoint_blobs"
+            " JOIN checkpoints ON checkpoints.id = checkpoint_blobs.checkpoint"
+            " WHERE checkpoints.run=?)",
             (run,),
         ).fetchone()[0]
-        return int(total), int(distinct)
+        return int(total), int(stored)
+
+    def store_bytes(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(SUM(stored), 0) FROM blobs").fetchone()[0])
+
+    # garbage collection -----------------------------------------------------
+    def delete_runs(self, runs: Iterable[int]) -> list[int]:
+        """Delete runs, their replays and all their rows; returns the ids deleted."""
+        ids = set(runs)
+        ids |= {
+            r[0]
+            for r in self.db.execute(
+                f"SELECT id FROM runs WHERE parent IN ({','.join('?' * len(ids))})", tuple(ids)
+            )
+        }
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        args = tuple(ids)
+        with self.tx():
+            self.db.execute(
+                f"DELETE FROM checkpoint_blobs WHERE checkpoint IN"
+                f" (SELECT id FROM checkpoints WHERE run IN ({marks}))",
+                args,
+            )
+            for table in ("checkpoints", "sources", "iterations", "callees", "logs"):
+                self.db.execute(f"DELETE FROM {table} WHERE run IN ({marks})", args)
+            self.db.execute(f"DELETE FROM runs WHERE id IN ({marks})", args)
+        for run in ids:
+            shutil.rmtree(self.dir / "replays" / str(run), ignore_errors=True)
+        return sorted(ids)
+
+    def collect_garbage(self) -> tuple[int, int]:
+        """Delete blob files no checkpoint references (and leftover temporary files).
+
+        Returns (files deleted, bytes freed). Call only while no record writes to this store.
+        """
+        with self.tx():
+            self.db.execute(
+                "DELETE FROM blobs WHERE sha256 NOT IN (SELECT blob FROM checkpoint_blobs)"
+            )
+            live = {r[0] for r in self.db.execute("SELECT sha256 FROM blobs")}
+        files = freed = 0
+        for sub in (self.dir / "blobs").iterdir():
+            if not sub.is_dir():
+                continue
+            for f in sub.iterdir():
+                if f.name.startswith(".") or sub.name + f.name not in live:
+                    freed += f.stat().st_size
+                    f.unlink()
+                    files += 1
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return files, freed
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[bool]:
+        """Try to hold the store alone (no record or replay running); yields whether it does."""
+        with open(self.dir / "lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def hold_shared(self) -> None:
+        """Mark this process as using the store until it exits (gc then waits for it)."""
+        if self._lock is None:
+            self._lock = open(self.dir / "lock", "a+")  # noqa: SIM115 - held for the process
+            fcntl.flock(self._lock, fcntl.LOCK_SH)
 
     # callees ----------------------------------------------------------------
     def add_callees(self, run: int, loop: str, functions: Iterable[str]) -> None:

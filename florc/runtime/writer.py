@@ -1,0 +1,186 @@
+"""The background writer: serialises, hashes, compresses and writes checkpoints off the training
+thread, and commits index rows in the order they were submitted.
+
+The training thread hands over a snapshot (already a copy) and goes on. The queue is bounded by
+bytes: when the writer falls behind, `submit_checkpoint` blocks and returns how long it waited,
+so the checkpoint policy sees the back-pressure as overhead. The writer's own CPU time per
+checkpoint is reported through a callback for the same reason: on a machine whose cores are all
+busy training, every second the writer computes is a second taken from training.
+
+A thread, not a process: no `fork()` (unsafe once CUDA is initialised) and no second copy of
+the state; hashing, compression and file writes release the GIL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from florc.runtime import checkpoint
+from florc.runtime import state as st
+from florc.runtime.store import Store
+
+DEFAULT_QUEUE_BYTES = 512 * 2**20
+
+
+@dataclass
+class CheckpointJob:
+    run: int
+    loop: str
+    iteration: int
+    occurrence: int
+    snapshot: st.Snapshot
+    info: dict[str, Any]
+    on_done: Callable[[float], None] | None = None  # writer CPU seconds
+    nbytes: int = 0
+
+
+@dataclass
+class _Item:
+    action: Callable[[Store], None]
+    nbytes: int = 0
+    on_done: Callable[[float], None] | None = None
+
+
+@dataclass
+class WriterStats:
+    checkpoints: int = 0
+    blobs_written: int = 0
+    bytes_written: int = 0
+    blobs_shared: int = 0
+    cpu_seconds: float = 0.0
+    waited_seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class Writer:
+    def __init__(
+        self,
+        root: Path,
+        store_dir: Path,
+        compress: bool = False,
+        max_queue_bytes: int = DEFAULT_QUEUE_BYTES,
+    ) -> None:
+        self.root = root
+        self.store_dir = store_dir
+        self.compress = compress
+        self.max_queue_bytes = max_queue_bytes
+        self.stats = WriterStats()
+        self._queue: deque[_Item | None] = deque()
+        self._queued_bytes = 0
+        self._cond = threading.Condition()
+        self._ready = threading.Event()
+        self._failed_open: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="florc-writer", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._failed_open is not None:
+            raise self._failed_open
+
+    # training thread ---------------------------------------------------------------
+    def submit(self, action: Callable[[Store], None]) -> None:
+        """Run a small index write on the writer thread, after everything submitted before."""
+        self._put(_Item(action))
+
+    def submit_checkpoint(self, job: CheckpointJob) -> float:
+        """Queue a checkpoint; returns the seconds spent waiting for room in the queue."""
+        job.nbytes = job.snapshot.nbytes
+        return self._put(_Item(lambda store: self._write(store, job), job.nbytes, job.on_done))
+
+    def flush(self) -> None:
+        """Wait until everything submitted is durable and committed."""
+        with self._cond:
+            while self._queue:
+                self._cond.wait()
+
+    def close(self) -> None:
+        self.flush()
+        self._put(None)
+        self._thread.join()
+
+    def _put(self, item: _Item | None) -> float:
+        waited = 0.0
+        with self._cond:
+            size = item.nbytes if item is not None else 0
+            if size and self._queued_bytes and self._queued_bytes + size > self.max_queue_bytes:
+                t0 = time.perf_counter()
+                while self._queued_bytes and self._queued_bytes + size > self.max_queue_bytes:
+                    self._cond.wait()
+                waited = time.perf_counter() - t0
+                self.stats.waited_seconds += waited
+            self._queue.append(item)
+            self._queued_bytes += size
+            self._cond.notify_all()
+        return waited
+
+    # writer thread -------------------------------------------------------------------
+    def _work(self) -> None:
+        try:
+            store = Store(self.root, self.store_dir)
+        except BaseException as exc:  # noqa: BLE001 - reported to the constructor
+            self._failed_open = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                item = self._queue[0]
+            if item is None:
+                break
+            t0 = time.thread_time()
+            try:
+                item.action(store)
+            except Exception as exc:  # noqa: BLE001 - a failed write must not stop training
+                self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+            cpu = time.thread_time() - t0
+            self.stats.cpu_seconds += cpu
+            with self._cond:
+                self._queue.popleft()
+                self._queued_bytes -= item.nbytes
+                self._cond.notify_all()
+            if item.on_done is not None:
+                item.on_done(cpu)
+        with self._cond:
+            self._queue.clear()
+            self._cond.notify_all()
+        store.close()
+
+    def _write(self, store: Store, job: CheckpointJob) -> None:
+        info = dict(job.info)
+        try:
+            enc = checkpoint.encode(job.snapshot)
+        except Exception as exc:  # noqa: BLE001 - pickling arbitrary user objects
+            info["reason"] = f"cannot serialise: {type(exc).__name__}: {exc}"
+            store.add_checkpoint(
+                job.run, job.loop, job.iteration, job.occurrence, None, 0, False, info
+            )
+            return
+        finally:
+            job.snapshot = st.Snapshot()  # let the copies go as soon as they are encoded
+        blobs = [store.write_blob(raw, sha, self.compress) for sha, raw in enc.payloads.items()]
+        blobs.append(store.write_blob(enc.manifest, compress=self.compress))
+        store.add_checkpoint(
+            job.run,
+            job.loop,
+            job.iteration,
+            job.occurrence,
+            blobs[-1].sha,
+            enc.nbytes,
+            True,
+            info,
+            blobs,
+        )
+        self.stats.checkpoints += 1
+        for b in blobs:
+            if b.written:
+                self.stats.blobs_written += 1
+                self.stats.bytes_written += b.stored
+            else:
+                self.stats.blobs_shared += 1

@@ -1,0 +1,330 @@
+"""The checkpoint engine: adaptive policy, background writer, deduplicated store, gc, GPU copies."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from e2e import florc
+
+from florc.runtime import checkpoint
+from florc.runtime import state as st
+from florc.runtime.policy import CheckpointPolicy
+from florc.runtime.store import CorruptBlob, Store
+from florc.runtime.writer import CheckpointJob, Writer
+
+# --- policy --------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def simulate(budget: float, compute: float, cost: float, epochs: int) -> tuple[int, list[float]]:
+    """Epochs of `compute` s, each ending in a boundary checkpoint costing `cost` s when taken.
+
+    Returns (checkpoints taken, the ratio cost/compute after each epoch)."""
+    clock = FakeClock()
+    policy = CheckpointPolicy(budget, clock)
+    policy.start("main")
+    taken, ratios = 0, []
+    for _ in range(epochs):
+        clock.now += compute
+        d = policy.decide("main", nbytes=int(cost / 3e-9))
+        if d.take:
+            taken += 1
+            clock.now += cost / 2  # the synchronous copy
+            policy.charge_foreground(cost / 2)
+            policy.submitted(max(0.0, d.estimate - cost / 2))
+            policy.written("main", cost / 2, cost / 2, max(0.0, d.estimate - cost / 2), 1000)
+        ratios.append(policy.spent() / policy.compute())
+    return taken, ratios
+
+
+def test_cheap_checkpoints_are_taken_every_time() -> None:
+    taken, ratios = simulate(0.05, compute=1.0, cost=0.001, epochs=50)
+    assert taken == 50
+    assert max(ratios) <= 0.05
+
+
+@pytest.mark.parametrize("budget", [0.01, 0.05, 0.10])
+def test_expensive_checkpoints_are_spread_within_the_budget(budget: float) -> None:
+    # a checkpoint costs three epochs of compute
+    taken, ratios = simulate(budget, compute=1.0, cost=3.0, epochs=400)
+    assert max(ratios) <= budget + 1e-9
+    # and the budget is used, not wasted: within one checkpoint of the most it allows
+    assert taken >= math.floor(budget * 400 / 3.0) - 1
+
+
+def test_costs_that_drift_up_are_followed() -> None:
+    clock = FakeClock()
+    policy = CheckpointPolicy(0.05, clock)
+    policy.start("main")
+    taken = []
+    for epoch in range(200):
+        clock.now += 1.0
+        cost = 0.01 if epoch < 100 else 0.5  # the state grew
+        d = policy.decide("main", nbytes=None if epoch else 1000)
+        if d.take:
+            policy.charge_foreground(cost)
+            clock.now += cost
+            policy.written("main", cost, 0.0, 0.0, 1000)
+            taken.append(epoch)
+        assert policy.spent() <= 0.05 * policy.compute() + 0.5  # at most one surprise
+    early = sum(1 for e in taken if e < 100)
+    late = sum(1 for e in taken if e >= 100)
+    # cumulative rule: (0.05 * 200 s - 100 * 0.01 s) / 0.5 s = 18 expensive ones fit
+    assert early == 100 and 14 <= late <= 18
+    assert policy.estimate("main") == pytest.approx(0.5, rel=0.05)
+
+
+def test_blocks_leave_room_for_the_next_boundary() -> None:
+    clock = FakeClock()
+    policy = CheckpointPolicy(0.1, clock)
+    policy.start("main")
+    policy.written("main", 0.08, 0.0, 0.0, 1000)  # boundary checkpoints cost 0.08 s
+    policy.foreground = policy.background = 0.0
+    clock.now = 1.0  # budget so far: 0.1 s
+    assert not policy.decide("block", nbytes=int(0.05 / 3e-9)).take  # 0.05 + 0.08 > 0.1
+    assert policy.decide("main").take
+
+
+def test_unlimited_budget_takes_everything() -> None:
+    policy = CheckpointPolicy(math.inf, FakeClock())
+    policy.start("main")
+    assert policy.decide("main", nbytes=10**12).take
+
+
+# --- store: dedup, compression, corruption ----------------------------------------------
+
+
+class Frozen(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = torch.nn.Embedding(2000, 64)  # 512 KB, frozen
+        self.backbone.weight.requires_grad_(False)
+        self.head = torch.nn.Linear(64, 4)
+
+
+def _snapshot_of(**names: object) -> st.Snapshot:
+    frame = SimpleNamespace(
+        f_code=SimpleNamespace(co_varnames=(), co_cellvars=(), co_freevars=()),
+        f_globals=dict(names),
+    )
+    frame.f_locals = frame.f_globals
+    return st.capture(st.Scope(frame), list(names), set())  # type: ignore[arg-type]
+
+
+def _write(store_dir: Path, snaps: list[st.Snapshot], compress: bool = False) -> Writer:
+    writer = Writer(store_dir.parent, store_dir, compress=compress)
+    for i, snap in enumerate(snaps):
+        writer.submit_checkpoint(CheckpointJob(1, "loop", i, 0, snap, {}))
+    writer.close()
+    return writer
+
+
+def test_unchanged_tensors_are_stored_once(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Frozen()
+    opt = torch.optim.SGD(model.head.parameters(), lr=0.1)
+    snaps = []
+    for _ in range(5):
+        loss = model.head(model.backbone(torch.arange(8))).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        snaps.append(_snapshot_of(model=model, opt=opt))
+    store_dir = tmp_path / ".florc"
+    writer = _write(store_dir, snaps)
+    store = Store(tmp_path, store_dir)
+    logical, stored = store.run_bytes(1)
+    frozen_bytes = model.backbone.weight.nelement() * 4
+    assert logical >= 5 * frozen_bytes
+    assert stored < 1.5 * frozen_bytes, "the frozen embedding must be stored once"
+    assert writer.stats.blobs_shared >= 4
+    # and each checkpoint restores its own head weights
+    rows = store.checkpoints(1)
+    first = checkpoint.decode(store.get_blob(rows[0].blob), store.get_blob)
+    head_w = first.paths["model"].value["head.weight"]
+    assert torch.equal(head_w, snaps[0].paths["model"].value["head.weight"])
+    assert not torch.equal(head_w, model.head.weight)
+    store.close()
+
+
+def test_compressed_blobs_round_trip_and_corruption_is_detected(tmp_path: Path) -> None:
+    zeros = torch.zeros(100_000)  # compresses well
+    store_dir = tmp_path / ".florc"
+    _write(store_dir, [_snapshot_of(x=zeros)], compress=True)
+    store = Store(tmp_path, store_dir)
+    logical, stored = store.run_bytes(1)
+    assert stored < logical / 10
+    row = store.checkpoints(1)[0]
+    snap = checkpoint.decode(store.get_blob(row.blob), store.get_blob)
+    assert torch.equal(snap.paths["x"].value, zeros)
+    tensor_blob = next(b for b in store.checkpoint_blobs(row.id) if b != row.blob)
+    path = store.blob_path(tensor_blob)
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF
+    path.chmod(0o600)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptBlob):
+        checkpoint.decode(store.get_blob(row.blob), store.get_blob)
+    store.close()
+
+
+def test_numpy_arrays_and_odd_dtypes_round_trip(tmp_path: Path) -> None:
+    import numpy as np
+
+    values = {
+        "a": np.arange(5000, dtype=np.float64).reshape(50, 100),
+        "b": torch.ones(3000, dtype=torch.bfloat16),
+        "c": torch.rand(4000) > 0.5,
+        "d": torch.arange(6000).reshape(60, 100)[:, ::2],  # not contiguous when captured
+    }
+    store_dir = tmp_path / ".florc"
+    _write(store_dir, [_snapshot_of(**values)])
+    store = Store(tmp_path, store_dir)
+    row = store.checkpoints(1)[0]
+    snap = checkpoint.decode(store.get_blob(row.blob), store.get_blob)
+    assert np.array_equal(snap.paths["a"].value, values["a"])
+    for k in "bcd":
+        got = snap.paths[k].value
+        assert got.dtype == values[k].dtype and torch.equal(got, values[k])
+    store.close()
+
+
+# --- writer -------------------------------------------------------------------------------
+
+
+def test_a_full_queue_blocks_the_submitter_and_says_how_long(tmp_path: Path) -> None:
+    store_dir = tmp_path / ".florc"
+    writer = Writer(tmp_path, store_dir, max_queue_bytes=1)
+    gate = threading.Event()
+    writer.submit(lambda store: gate.wait(5))
+    snap = _snapshot_of(x=torch.ones(10_000))
+    first = writer.submit_checkpoint(CheckpointJob(1, "loop", 0, 0, snap, {}))
+    threading.Timer(0.3, gate.set).start()
+    waited = writer.submit_checkpoint(
+        CheckpointJob(1, "loop", 1, 0, _snapshot_of(x=torch.ones(10_000)), {})
+    )
+    writer.close()
+    assert first == 0.0
+    assert waited >= 0.2
+    assert writer.stats.checkpoints == 2
+
+
+def test_a_checkpoint_that_cannot_be_serialised_is_marked_not_usable(tmp_path: Path) -> None:
+    store_dir = tmp_path / ".florc"
+    snap = st.Snapshot(paths={"f": st.Node("copy", threading.Lock())})
+    _write(store_dir, [snap])
+    store = Store(tmp_path, store_dir)
+    (row,) = store.checkpoints(1)
+    assert not row.usable and "cannot serialise" in row.info["reason"]
+    store.close()
+
+
+# --- gc and runs ------------------------------------------------------------------------------
+
+SCRIPT = """\
+import torch
+
+torch.manual_seed(0)
+frozen = torch.nn.Embedding(4000, 32)
+frozen.weight.requires_grad_(False)
+head = torch.nn.Linear(32, 2)
+opt = torch.optim.SGD(head.parameters(), lr=0.1)
+for epoch in range(4):
+    for i in range(3):
+        loss = head(frozen(torch.arange(i, i + 8))).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    frozen.weight.add_(0)  # in place: part of the changeset, unchanged bytes
+    print(f"epoch {epoch} loss {loss.item():.6f}")
+"""
+
+
+def test_runs_sizes_and_gc(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text(SCRIPT)
+    for _ in range(3):
+        assert florc(["record", "--checkpoint-all", "train.py"], tmp_path).returncode == 0
+    runs = json.loads(florc(["runs", "--format", "json"], tmp_path).stdout)
+    assert [r["checkpoints"] for r in runs] == [8, 8, 8]
+    store = Store(tmp_path)
+    logical, stored = store.run_bytes(1)
+    embedding = 4000 * 32 * 4
+    assert logical > 8 * embedding and stored < 2 * embedding
+    total_before = store.store_bytes()
+    store.close()
+    (tmp_path / ".florc" / "blobs" / "ab").mkdir(exist_ok=True)
+    orphan = tmp_path / ".florc" / "blobs" / "ab" / ("c" * 62)
+    orphan.write_bytes(b"left by a crash")
+
+    res = florc(["gc", "--keep-last", "1"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "deleted runs 1, 2" in res.stdout
+    assert not orphan.exists()
+    runs = json.loads(florc(["runs", "--format", "json"], tmp_path).stdout)
+    assert [r["id"] for r in runs] == [3]
+    store = Store(tmp_path)
+    assert store.store_bytes() <= total_before
+    for row in store.checkpoints(3):  # what is kept still loads
+        checkpoint.decode(store.get_blob(row.blob), store.get_blob)
+    with store.exclusive() as alone:
+        assert alone
+        busy = florc(["gc", "3"], tmp_path)
+    assert busy.returncode != 0 and "record or replay is using this store" in busy.stderr
+    store.close()
+    assert florc(["gc", "7"], tmp_path).returncode == 2
+
+
+def test_record_rejects_a_budget_outside_0_to_1(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("print(1)\n")
+    res = florc(["record", "--overhead", "5", "train.py"], tmp_path)
+    assert res.returncode == 2 and "between 0 and 1" in res.stderr
+    assert not (tmp_path / ".florc").exists() or not list((tmp_path / ".florc").glob("*.db"))
+
+
+# --- GPU --------------------------------------------------------------------------------------
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+def test_gpu_state_is_copied_to_pinned_memory_and_restored_onto_its_device(tmp_path: Path) -> None:
+    model = torch.nn.Linear(256, 256).cuda()
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(8, 256, device="cuda")).sum().backward()
+    opt.step()
+    snap = _snapshot_of(model=model, opt=opt)
+    assert snap.pending, "GPU copies should be asynchronous"
+    assert snap.paths["model"].value["weight"].is_pinned()
+    before = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)  # the training stream goes on; the snapshot must not see this
+    store_dir = tmp_path / ".florc"
+    _write(store_dir, [snap])
+    store = Store(tmp_path, store_dir)
+    row = store.checkpoints(1)[0]
+    loaded = checkpoint.decode(store.get_blob(row.blob), store.get_blob)
+    assert torch.equal(loaded.paths["model"].value["weight"], before.cpu())
+    frame = SimpleNamespace(
+        f_code=SimpleNamespace(co_varnames=(), co_cellvars=(), co_freevars=()),
+        f_globals={"model": model, "opt": opt},
+    )
+    frame.f_locals = frame.f_globals
+    st.restore(st.Scope(frame), loaded)  # type: ignore[arg-type]
+    assert model.weight.device.type == "cuda"
+    assert torch.equal(model.weight.detach(), before)
+    state = next(iter(opt.state.values()))
+    assert state["exp_avg"].device.type == "cuda"
+    store.close()
