@@ -40,3 +40,4 @@ lint: install ## Run ruff on florc and tests
 
 bench: install ## Run the record/replay benchmark (writes benchmarks/RESULTS.md)
 	$(PYTHON) benchmarks/bench_record_replay.py
+	$(PYTHON) benchmarks/bench_checkpoint.py

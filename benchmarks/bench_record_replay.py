@@ -63,8 +63,9 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, str, str]:
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout + proc.stderr)
-        raise SystemExit(f"benchmark: `{' '.join(cmd[-3:])}` failed with exit code "
-                         f"{proc.returncode}")
+        raise SystemExit(
+            f"benchmark: `{' '.join(cmd[-3:])}` failed with exit code {proc.returncode}"
+        )
     return elapsed, proc.stdout, proc.stderr
 
 
@@ -111,7 +112,7 @@ def one_repetition(parent: Path, rep: int, florc: list[str]) -> dict:
     rec_dir = new_project(parent, f"rep{rep}-florc")
     row["record"], record_out, record_err = timed(florc + ["record", "mlp10.py"], rec_dir)
     row["record_output_equal"] = record_out == plain_out
-    m = re.search(r"checkpointing took ([\d.]+) s of ([\d.]+) s", record_err)
+    m = re.search(r"checkpointing (?:took|cost) ([\d.]+) s of ([\d.]+) s", record_err)
     row["record_checkpoint_s"] = float(m.group(1)) if m else None
     row["record_script_s"] = float(m.group(2)) if m else None
     m = re.search(r"(\d+) checkpoints \(", record_err)
@@ -122,9 +123,11 @@ def one_repetition(parent: Path, rep: int, florc: list[str]) -> dict:
     script.write_text(add_hindsight_print(script.read_text()))
     spec = f"{REPLAY_EPOCHS[0]}-{REPLAY_EPOCHS[1]}"
     row["replay"], replay_out, replay_err = timed(
-        florc + ["replay", "mlp10.py", "--epochs", spec], rec_dir)
+        florc + ["replay", "mlp10.py", "--epochs", spec], rec_dir
+    )
     row["replay_summary"] = next(
-        (ln.removeprefix("florc: ") for ln in replay_err.splitlines() if " done in " in ln), "")
+        (ln.removeprefix("florc: ") for ln in replay_err.splitlines() if " done in " in ln), ""
+    )
     m = re.search(r" done in ([\d.]+) s", replay_err)
     row["replay_script_s"] = float(m.group(1)) if m else None
 
@@ -173,6 +176,7 @@ def summarize(rows: list[dict]) -> dict:
     med = {k: statistics.median(r[k] for r in rows) for k in KINDS}
     plain, setup, startup = med["plain"], med["setup"], med["startup"]
     train = plain - setup
+
     def paired(num: str, den: str) -> float:
         return statistics.median(r[num] / r[den] for r in rows)
 
@@ -198,7 +202,8 @@ def summarize(rows: list[dict]) -> dict:
         "replay_minus_setup_s": med["replay"] - setup,
         "replay_minus_setup_over_training": (med["replay"] - setup) / train,
         "median_record_checkpoint_s": statistics.median(
-            r["record_checkpoint_s"] for r in rows if r["record_checkpoint_s"] is not None),
+            r["record_checkpoint_s"] for r in rows if r["record_checkpoint_s"] is not None
+        ),
         "median_store_mb": statistics.median(r["store_bytes"] for r in rows) / 1e6,
         "checkpoints": rows[0]["checkpoints"],
         "replay_output": "OK" if all(r["replay_output_equal"] for r in rows) else "MISMATCH",
@@ -223,25 +228,32 @@ def write_markdown(info: dict, summary: dict, rows: list[dict], reps: int) -> st
         "",
         "## Method",
         "",
-        (f"Workload: `benchmarks/workloads/mlp10.py`, a {EPOCHS}-epoch MLP (128 → 512 → 512 → 10, "
-         "12288 synthetic samples, batch 128, SGD with momentum), `torch.set_num_threads(1)`, "
-         "seeded. Every run is a separate subprocess in a fresh temporary project folder (its own "
-         "`git init`), timed by wall clock from the benchmark process. "
-         f"{reps} repetitions, run one after another, each in this order:"),
+        (
+            f"Workload: `benchmarks/workloads/mlp10.py`, a {EPOCHS}-epoch MLP "
+            "(128 → 512 → 512 → 10, 12288 synthetic samples, batch 128, SGD with momentum), "
+            "`torch.set_num_threads(1)`, seeded. Every run is a separate subprocess in a fresh "
+            "temporary project folder (its own `git init`), timed by wall clock from the "
+            "benchmark process. "
+            f"{reps} repetitions, run one after another, each in this order:"
+        ),
         "",
         "| run | command |",
         "|---|---|",
-        "| startup | `python -c \"import torch\"` |",
+        '| startup | `python -c "import torch"` |',
         "| setup | `python mlp10.py --epochs 0` (imports, data, model, optimizer; no epoch) |",
         "| plain | `python mlp10.py` |",
         "| record | `florc record mlp10.py` |",
-        ("| replay | add `print(f\"hindsight epoch {epoch} w0_norm ...\")` after the epoch's "
-         f"print, then `florc replay mlp10.py --epochs {REPLAY_EPOCHS[0]}-{REPLAY_EPOCHS[1]}` |"),
+        (
+            '| replay | add `print(f"hindsight epoch {epoch} w0_norm ...")` after the epoch\'s '
+            f"print, then `florc replay mlp10.py --epochs {REPLAY_EPOCHS[0]}-{REPLAY_EPOCHS[1]}` |"
+        ),
         "| plain_edited | `python mlp10.py` with the same print added (the reference output) |",
         "",
-        (f"Check: the replay's hindsight lines must equal the plain edited run's for epochs "
-         f"{REPLAY_EPOCHS[0]}–{REPLAY_EPOCHS[1]}: **{su['replay_output']}**. "
-         f"The record's output must equal the plain run's: **{su['record_output']}**."),
+        (
+            f"Check: the replay's hindsight lines must equal the plain edited run's for epochs "
+            f"{REPLAY_EPOCHS[0]}–{REPLAY_EPOCHS[1]}: **{su['replay_output']}**. "
+            f"The record's output must equal the plain run's: **{su['record_output']}**."
+        ),
         "",
         "## Medians",
         "",
@@ -253,33 +265,53 @@ def write_markdown(info: dict, summary: dict, rows: list[dict], reps: int) -> st
         "|---|---|",
         f"| record ÷ plain | {su['record_over_plain']:.2f} |",
         f"| replay ÷ plain (target ≤ 0.2) | {su['replay_over_plain']:.2f} |",
-        (f"| same two ratios, median of each repetition's own ratio | "
-         f"{su['paired_record_over_plain']:.2f} and {su['paired_replay_over_plain']:.2f} |"),
+        (
+            f"| same two ratios, median of each repetition's own ratio | "
+            f"{su['paired_record_over_plain']:.2f} and {su['paired_replay_over_plain']:.2f} |"
+        ),
         f"| replay − startup | {su['replay_minus_startup_s']:.2f} s |",
-        (f"| (replay − startup) ÷ (plain − startup) | "
-         f"{su['replay_minus_startup_over_plain_minus_startup']:.2f} |"),
+        (
+            f"| (replay − startup) ÷ (plain − startup) | "
+            f"{su['replay_minus_startup_over_plain_minus_startup']:.2f} |"
+        ),
         f"| training time in a plain run (plain − setup) | {su['training_s']:.2f} s |",
-        (f"| record overhead (record − plain) | {su['record_overhead_s']:.2f} s "
-         f"({100 * su['record_overhead_over_training']:.0f}% of training time) |"),
-        (f"| replay beyond setup (replay − setup) ÷ training time | "
-         f"{su['replay_minus_setup_over_training']:.2f} |"),
-        (f"| checkpointing time florc reports during record | "
-         f"{su['median_record_checkpoint_s']:.2f} s |"),
-        (f"| store after record | {su['checkpoints']} checkpoints, "
-         f"{su['median_store_mb']:.1f} MB |"),
-        (f"| replay: time florc reports for running the script (its \"done in\") | "
-         f"{su['median_replay_script_s']:.2f} s of {s['replay']:.2f} s |"),
+        (
+            f"| record overhead (record − plain) | {su['record_overhead_s']:.2f} s "
+            f"({100 * su['record_overhead_over_training']:.0f}% of training time) |"
+        ),
+        (
+            f"| replay beyond setup (replay − setup) ÷ training time | "
+            f"{su['replay_minus_setup_over_training']:.2f} |"
+        ),
+        (
+            f"| checkpointing time florc reports during record | "
+            f"{su['median_record_checkpoint_s']:.2f} s |"
+        ),
+        (
+            f"| store after record | {su['checkpoints']} checkpoints, "
+            f"{su['median_store_mb']:.1f} MB |"
+        ),
+        (
+            f'| replay: time florc reports for running the script (its "done in") | '
+            f"{su['median_replay_script_s']:.2f} s of {s['replay']:.2f} s |"
+        ),
         "",
-        ("Start-up (python + `import torch`) and the script's own setup are paid by every run, "
-         "so for a workload this short they bound what replay can save; the ratios without "
-         "them show what it saves on the training itself."),
+        (
+            "Start-up (python + `import torch`) and the script's own setup are paid by every run, "
+            "so for a workload this short they bound what replay can save; the ratios without "
+            "them show what it saves on the training itself."
+        ),
         "",
         "## Raw times (s)",
         "",
         "| rep | " + " | ".join(KINDS) + " | replay check |",
         "|---|" + "---|" * (len(KINDS) + 1),
-        *[f"| {r['rep']} | " + " | ".join(f"{r[k]:.2f}" for k in KINDS)
-          + f" | {'OK' if r['replay_output_equal'] else 'MISMATCH'} |" for r in rows],
+        *[
+            f"| {r['rep']} | "
+            + " | ".join(f"{r[k]:.2f}" for k in KINDS)
+            + f" | {'OK' if r['replay_output_equal'] else 'MISMATCH'} |"
+            for r in rows
+        ],
         "",
         "florc's own summary of each replay:",
         "",
@@ -287,6 +319,14 @@ def write_markdown(info: dict, summary: dict, rows: list[dict], reps: int) -> st
         "",
     ]
     return "\n".join(lines)
+
+
+def marked_sections() -> str:
+    """Sections other benchmarks keep in RESULTS.md between `<!-- NAME:begin -->` and
+    `<!-- NAME:end -->` (bench_checkpoint.py's), carried over when this file is rewritten."""
+    old = RESULTS_MD.read_text() if RESULTS_MD.exists() else ""
+    blocks = re.finditer(r"<!-- ([\w-]+):begin -->.*?<!-- \1:end -->\n?", old, re.DOTALL)
+    return "".join("\n" + m.group(0) for m in blocks)
 
 
 def main() -> int:
@@ -309,9 +349,12 @@ def main() -> int:
         for rep in range(1, args.reps + 1):
             row = one_repetition(parent, rep, florc)
             rows.append(row)
-            print(f"rep {rep}/{args.reps}: " + "  ".join(f"{k} {row[k]:.2f}s" for k in KINDS)
-                  + f"  replay check {'OK' if row['replay_output_equal'] else 'MISMATCH'}",
-                  flush=True)
+            print(
+                f"rep {rep}/{args.reps}: "
+                + "  ".join(f"{k} {row[k]:.2f}s" for k in KINDS)
+                + f"  replay check {'OK' if row['replay_output_equal'] else 'MISMATCH'}",
+                flush=True,
+            )
     finally:
         if args.keep:
             print(f"kept the project folders in {parent}")
@@ -320,30 +363,43 @@ def main() -> int:
 
     summary = summarize(rows)
     s = summary["median_s"]
-    print(f"\nmedians over {args.reps} repetitions: plain {s['plain']:.2f}s, "
-          f"record {s['record']:.2f}s, replay {s['replay']:.2f}s, startup {s['startup']:.2f}s, "
-          f"setup {s['setup']:.2f}s")
-    print(f"record / plain = {summary['record_over_plain']:.2f}   "
-          f"replay / plain = {summary['replay_over_plain']:.2f} (target <= 0.2)   "
-          f"replay - startup = {summary['replay_minus_startup_s']:.2f}s   "
-          f"(replay - setup) / training = {summary['replay_minus_setup_over_training']:.2f}")
-    print(f"replay output vs plain run: {summary['replay_output']}   "
-          f"record output vs plain run: {summary['record_output']}")
+    print(
+        f"\nmedians over {args.reps} repetitions: plain {s['plain']:.2f}s, "
+        f"record {s['record']:.2f}s, replay {s['replay']:.2f}s, startup {s['startup']:.2f}s, "
+        f"setup {s['setup']:.2f}s"
+    )
+    print(
+        f"record / plain = {summary['record_over_plain']:.2f}   "
+        f"replay / plain = {summary['replay_over_plain']:.2f} (target <= 0.2)   "
+        f"replay - startup = {summary['replay_minus_startup_s']:.2f}s   "
+        f"(replay - setup) / training = {summary['replay_minus_setup_over_training']:.2f}"
+    )
+    print(
+        f"replay output vs plain run: {summary['replay_output']}   "
+        f"record output vs plain run: {summary['record_output']}"
+    )
 
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps({
-        "machine": info,
-        "workload": "benchmarks/workloads/mlp10.py",
-        "epochs": EPOCHS,
-        "replay_epochs": f"{REPLAY_EPOCHS[0]}-{REPLAY_EPOCHS[1]}",
-        "reps": args.reps,
-        "summary": summary,
-        "raw": rows,
-        "bench_seconds": time.perf_counter() - t_start,
-    }, indent=1) + "\n")
-    RESULTS_MD.write_text(write_markdown(info, summary, rows, args.reps))
-    print(f"wrote {RESULTS_MD.relative_to(HERE.parent)} and "
-          f"{RESULTS_JSON.relative_to(HERE.parent)}")
+    RESULTS_JSON.write_text(
+        json.dumps(
+            {
+                "machine": info,
+                "workload": "benchmarks/workloads/mlp10.py",
+                "epochs": EPOCHS,
+                "replay_epochs": f"{REPLAY_EPOCHS[0]}-{REPLAY_EPOCHS[1]}",
+                "reps": args.reps,
+                "summary": summary,
+                "raw": rows,
+                "bench_seconds": time.perf_counter() - t_start,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    RESULTS_MD.write_text(write_markdown(info, summary, rows, args.reps) + marked_sections())
+    print(
+        f"wrote {RESULTS_MD.relative_to(HERE.parent)} and {RESULTS_JSON.relative_to(HERE.parent)}"
+    )
     ok = summary["replay_output"] == "OK" and summary["record_output"] == "OK"
     return 0 if ok else 1
 

@@ -328,3 +328,41 @@ def test_gpu_state_is_copied_to_pinned_memory_and_restored_onto_its_device(tmp_p
     state = next(iter(opt.state.values()))
     assert state["exp_avg"].device.type == "cuda"
     store.close()
+
+
+CLASS_SCRIPT = """\
+import torch
+
+
+class Classifier(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.table = torch.nn.Embedding(200_000, 64)  # 51 MB: the writer is still busy at exit
+        self.head = torch.nn.Linear(64, 2)
+
+    def forward(self, idx):
+        return self.head(self.table(idx))
+
+
+torch.manual_seed(0)
+model = Classifier()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(3):
+    loss = model(torch.arange(epoch, epoch + 4)).sum()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    print(f"epoch {epoch} loss {loss.item():.6f}")
+"""
+
+
+def test_checkpoints_of_classes_defined_in_the_script_are_written_after_it_ends(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "train.py").write_text(CLASS_SCRIPT)
+    rec = florc(["record", "--checkpoint-all", "train.py"], tmp_path)
+    assert rec.returncode == 0, rec.stderr
+    store = Store(tmp_path)
+    rows = store.checkpoints(1)
+    assert len(rows) == 4 and all(r.usable for r in rows), [r.info for r in rows]
+    store.close()

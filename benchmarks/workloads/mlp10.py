@@ -4,6 +4,7 @@ Synthetic data (seeded torch tensors, no download, no scikit-learn import) so th
 just python + torch. Single-threaded and seeded; an epoch takes a few tenths of a second on a
 CPU core. Prints one line per epoch. Nothing in it knows about florc.
 """
+
 import argparse
 
 import torch

@@ -137,6 +137,8 @@ def run_script(
     finally:
         api.deactivate()
         capture.uninstall(streams)
+        # before __main__ is put back: checkpoints still queued may name the script's classes
+        session.finish()
         if hook is not None and hook in sys.meta_path:
             sys.meta_path.remove(hook)
         sys.argv = saved_argv
@@ -145,5 +147,4 @@ def run_script(
         if saved_main is not None:
             sys.modules["__main__"] = saved_main
         os.chdir(saved_cwd)
-        session.finish()
     return outcome

@@ -279,9 +279,10 @@ class Session:
                 self.store.add_callees(self.run_id, loop_id, fns)
         if self.writer is not None:
             self.writer.close()
-            self.stats.notes.extend(
-                f"a checkpoint could not be written: {e}" for e in self.writer.stats.errors
-            )
+            written = self.writer.stats
+            self.stats.checkpoints -= written.unusable
+            self.stats.unusable += written.unusable
+            self.stats.notes.extend(f"checkpoint not written: {e}" for e in written.errors)
 
 
 def _callee_rows(run: int, loop_id: str, functions: list[str]) -> Callable[[Store], None]:

@@ -50,6 +50,7 @@ class _Item:
 @dataclass
 class WriterStats:
     checkpoints: int = 0
+    unusable: int = 0
     blobs_written: int = 0
     bytes_written: int = 0
     blobs_shared: int = 0
@@ -158,6 +159,9 @@ class Writer:
             enc = checkpoint.encode(job.snapshot)
         except Exception as exc:  # noqa: BLE001 - pickling arbitrary user objects
             info["reason"] = f"cannot serialise: {type(exc).__name__}: {exc}"
+            self.stats.unusable += 1
+            if len(self.stats.errors) < 5:
+                self.stats.errors.append(f"{job.loop} iteration {job.iteration}: {info['reason']}")
             store.add_checkpoint(
                 job.run, job.loop, job.iteration, job.occurrence, None, 0, False, info
             )
