@@ -185,10 +185,11 @@ def test_numpy_arrays_and_odd_dtypes_round_trip(tmp_path: Path) -> None:
     import numpy as np
 
     values = {
-        "a": np.arange(5000, dtype=np.float64).reshape(50, 100),
-        "b": torch.ones(3000, dtype=torch.bfloat16),
-        "c": torch.rand(4000) > 0.5,
-        "d": torch.arange(6000).reshape(60, 100)[:, ::2],  # not contiguous when captured
+        "a": np.arange(50_000, dtype=np.float64).reshape(500, 100),
+        "b": torch.ones(60_000, dtype=torch.bfloat16),
+        "c": torch.rand(100_000) > 0.5,
+        "d": torch.arange(60_000).reshape(600, 100)[:, ::2],  # not contiguous when captured
+        "small": torch.arange(10),  # stays inside the manifest
     }
     store_dir = tmp_path / ".florc"
     _write(store_dir, [_snapshot_of(**values)])
@@ -196,9 +197,10 @@ def test_numpy_arrays_and_odd_dtypes_round_trip(tmp_path: Path) -> None:
     row = store.checkpoints(1)[0]
     snap = checkpoint.decode(store.get_blob(row.blob), store.get_blob)
     assert np.array_equal(snap.paths["a"].value, values["a"])
-    for k in "bcd":
+    for k in ("b", "c", "d", "small"):
         got = snap.paths[k].value
         assert got.dtype == values[k].dtype and torch.equal(got, values[k])
+    assert len(store.checkpoint_blobs(row.id)) == 5  # the manifest and four large ones
     store.close()
 
 

@@ -156,3 +156,35 @@ def test_runtime_never_imports_libcst() -> None:
         " assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+LOADER = """\
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+x, y = torch.randn(64, 4), torch.randn(64, 1)
+model = torch.nn.Linear(4, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+batched = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)
+unbatched = DataLoader(TensorDataset(x, y), batch_size=None)
+for epoch in range(2):
+    for xb, yb in batched:
+        loss = (model(xb) - yb).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for i, (xs, ys) in enumerate(unbatched):
+        xs.mul_(1.0)
+"""
+
+
+def test_batches_of_a_dataloader_do_not_alias_its_dataset(tmp_path: Path) -> None:
+    result = compile_text(tmp_path, LOADER)
+    loops = {lp.line: lp for lp in result.files["train.py"].loops}
+    batched = loops[10]
+    assert {"model", "opt", "xb", "yb"} <= set(batched.changeset)
+    assert not {"x", "y", "batched"} & set(batched.changeset)
+    assert "batched" in batched.iterated  # its generator is still captured
+    # without automatic batching, samples can be views of the dataset: x and y may change
+    unbatched = loops[15]
+    assert {"x", "y"} <= set(unbatched.changeset)

@@ -1,10 +1,11 @@
 """How a snapshot is laid out in the store: one manifest blob plus one blob per large tensor.
 
-The manifest is the snapshot pickled with every tensor or array of at least
-`SEPARATE_BYTES` replaced by a reference `(kind, sha256, dtype, shape)`. Each such tensor's
-raw bytes become a blob of their own, named by their hash, so a tensor whose bytes did not change
-since an earlier checkpoint (a frozen layer, an embedding table, a dataset) costs a hash and no
-write. Small tensors stay inline: a file each would cost more than it saves.
+The manifest is the snapshot pickled with every tensor or array of at least `SEPARATE_BYTES`
+(64 KiB) replaced by a reference `(kind, sha256, dtype, shape)`. Each such tensor's raw bytes
+become a blob of their own, named by their hash, so a tensor whose bytes did not change since
+an earlier checkpoint (a frozen layer, an embedding table, a dataset) costs a hash and no
+write. Smaller tensors (biases, norms, scalars) stay inline: a durable file each would cost more
+than sharing them saves.
 
 Encoding runs on the writer thread over the snapshot's own copies, never over live tensors.
 """
@@ -23,7 +24,7 @@ from florc.runtime import state as st
 from florc.runtime.store import CorruptBlob
 
 FORMAT = 2
-SEPARATE_BYTES = 4096
+SEPARATE_BYTES = 64 * 1024
 
 
 class CheckpointFormatError(ValueError):

@@ -285,8 +285,13 @@ class Store:
     def blob_path(self, sha: str) -> Path:
         return self.dir / "blobs" / sha[:2] / sha[2:]
 
-    def write_blob(self, data: Any, sha: str | None = None, compress: bool = False) -> BlobInfo:
-        """Write bytes (any buffer) as a durable blob file unless it exists; no index row yet."""
+    def write_blob(
+        self, data: Any, sha: str | None = None, compress: bool = False, sync_dir: bool = True
+    ) -> BlobInfo:
+        """Write bytes (any buffer) as a durable blob file unless it exists; no index row yet.
+
+        With sync_dir=False the caller must `sync_dirs` the blob's folder before relying on it.
+        """
         view = memoryview(data).cast("B")
         sha = sha or hashlib.sha256(view).hexdigest()
         path = self.blob_path(sha)
@@ -308,8 +313,14 @@ class Store:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        if sync_dir:
+            _fsync_dir(path.parent)
         return BlobInfo(sha, view.nbytes, payload.nbytes + 8, codec, written=True)
+
+    def sync_dirs(self, blobs: Iterable[BlobInfo]) -> None:
+        """Make the renames of newly written blobs durable: one fsync per folder."""
+        for folder in {self.blob_path(b.sha).parent for b in blobs if b.written}:
+            _fsync_dir(folder)
 
     def get_blob(self, sha: str) -> bytes:
         path = self.blob_path(sha)

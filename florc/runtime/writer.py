@@ -168,8 +168,12 @@ class Writer:
             return
         finally:
             job.snapshot = st.Snapshot()  # let the copies go as soon as they are encoded
-        blobs = [store.write_blob(raw, sha, self.compress) for sha, raw in enc.payloads.items()]
-        blobs.append(store.write_blob(enc.manifest, compress=self.compress))
+        blobs = [
+            store.write_blob(raw, sha, self.compress, sync_dir=False)
+            for sha, raw in enc.payloads.items()
+        ]
+        blobs.append(store.write_blob(enc.manifest, compress=self.compress, sync_dir=False))
+        store.sync_dirs(blobs)  # every blob durable before the index names it
         store.add_checkpoint(
             job.run,
             job.loop,

@@ -256,9 +256,16 @@ class _Scope:
         return out
 
 
-def _bindings(stmt_list: Sequence[cst.CSTNode]) -> list[tuple[cst.BaseExpression, cst.CSTNode]]:
-    """(target, value) pairs for every binding under the statements, nested defs excluded."""
-    out: list[tuple[cst.BaseExpression, cst.CSTNode]] = []
+Binding = tuple[cst.BaseExpression, cst.CSTNode]
+
+
+def _bindings(
+    stmt_list: Sequence[cst.CSTNode], loops: list[Binding] | None = None
+) -> list[Binding]:
+    """(target, value) pairs for every binding under the statements, nested defs excluded.
+
+    `for` loops' (target, iterable) pairs are also appended to `loops` when given."""
+    out: list[Binding] = []
 
     class V(cst.CSTVisitor):
         def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
@@ -286,6 +293,8 @@ def _bindings(stmt_list: Sequence[cst.CSTNode]) -> list[tuple[cst.BaseExpression
 
         def visit_For(self, node: cst.For) -> None:
             out.append((node.target, node.iter))
+            if loops is not None:
+                loops.append((node.target, node.iter))
 
         def visit_WithItem(self, node: cst.WithItem) -> None:
             if node.asname is not None:
@@ -320,13 +329,66 @@ def _scope_for(project: Project, module: ModuleInfo, scope: str) -> _Scope:
         body = module.tree.body
     else:
         body = module.functions[scope].node.body.body
-    for target, value in _bindings(body):
+    loops: list[Binding] = []
+    bindings = _bindings(body, loops)
+    loaders = _batching_loaders(project, module, bindings)
+    over_loaders = {id(target) for target, value in loops if _iterates(value, loaders)}
+    for target, value in bindings:
+        if id(target) in over_loaders:
+            continue  # the batches a DataLoader collates are new tensors, not views of its data
         vpaths = sc.paths(value)
         for name in _target_names(target):
             if vpaths:
                 sc.aliases.setdefault(name, set()).update(vpaths)
     _SCOPE_CACHE[key] = sc
     return sc
+
+
+ITERATION_WRAPPERS = {"enumerate", "tqdm", "iter"}
+
+
+def _batching_loaders(project: Project, module: ModuleInfo, bindings: list[Binding]) -> set[str]:
+    """Names bound only to `torch.utils.data.DataLoader(...)` calls with automatic batching.
+
+    Iterating such a loader yields batches that its collate function builds anew (a stack of
+    samples), so a loop variable over it does not alias the dataset. `batch_size=None` turns
+    batching off (samples may then be views of the dataset's tensors): such loaders are left out.
+    """
+    verdict: dict[str, bool] = {}
+    for target, value in bindings:
+        for name in _target_names(target):
+            ok = (
+                isinstance(target, cst.Name)
+                and isinstance(value, cst.Call)
+                and _is_library_dataloader(project, module, value.func)
+                and not any(
+                    a.keyword is not None
+                    and a.keyword.value == "batch_size"
+                    and isinstance(a.value, cst.Name)
+                    and a.value.value == "None"
+                    for a in value.args
+                )
+            )
+            verdict[name] = verdict.get(name, True) and ok
+    return {name for name, ok in verdict.items() if ok}
+
+
+def _is_library_dataloader(project: Project, module: ModuleInfo, func: cst.BaseExpression) -> bool:
+    chain = dotted(func)
+    return (
+        chain is not None
+        and chain[-1] == "DataLoader"
+        and project.is_library_name(module, chain[0])
+    )
+
+
+def _iterates(value: cst.CSTNode, loaders: set[str]) -> bool:
+    """`for ... in loader`, `enumerate(loader)`, `tqdm(loader)`: the value iterates a loader."""
+    if isinstance(value, cst.Call) and value.args:
+        chain = dotted(value.func)
+        if chain is not None and chain[-1] in ITERATION_WRAPPERS:
+            value = value.args[0].value
+    return isinstance(value, cst.Name) and value.value in loaders
 
 
 def analyse_region(
