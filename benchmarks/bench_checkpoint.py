@@ -119,7 +119,8 @@ SUMMARY = re.compile(
     r"stored\)"
     r"(?:, (?P<skipped>\d+) skipped to stay within the budget)?"
     r"(?:; checkpointing cost (?P<cost_s>[\d.]+) s of (?P<training_s>[\d.]+) s training "
-    r"\((?P<cost_pct>[\d.]+)%\))?"
+    r"\((?P<cost_pct>[\d.]+)%\)"
+    r"(?: \(incl\. (?P<flush_s>[\d.]+) s writing the last ones after training\))?)?"
     r"; (?P<florc_total_s>[\d.]+) s in all"
     r"(?:; (?P<unusable>\d+) checkpoints could not be taken)?",
     re.MULTILINE,

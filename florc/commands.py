@@ -225,6 +225,8 @@ def record(
             f"{summary['compute_seconds']:.2f} s training "
             f"({summary['cost_seconds'] / summary['compute_seconds']:.1%})"
         )
+    if s.flush_seconds >= 0.05:
+        line += f" (incl. {s.flush_seconds:.2f} s writing the last ones after training)"
     line += f"; {elapsed:.2f} s in all"
     if s.unusable:
         line += f"; {s.unusable} checkpoints could not be taken (those parts re-execute at replay)"

@@ -55,7 +55,9 @@ class CheckpointPolicy:
         self.budget = budget
         self.clock = clock
         self.started: float | None = None
+        self.stopped: float | None = None
         self.foreground = 0.0  # training-thread seconds spent on checkpointing
+        self.foreground_in_loop = 0.0  # ... of which while the main loop ran
         self.background = 0.0  # writer CPU seconds, reported when each checkpoint is written
         self.in_flight = 0.0  # estimated writer cost of checkpoints not yet written
         self.seconds_per_byte = DEFAULT_SECONDS_PER_BYTE
@@ -71,10 +73,16 @@ class CheckpointPolicy:
             self.started = self.clock()
         self.boundary_loop = boundary_loop
 
+    def stop(self) -> None:
+        """The main loop has ended: compute stops counting (costs still may not)."""
+        if self.started is not None and self.stopped is None:
+            self.stopped = self.clock()
+
     def compute(self) -> float:
         if self.started is None:
             return 0.0
-        return max(0.0, self.clock() - self.started - self.foreground)
+        end = self.stopped if self.stopped is not None else self.clock()
+        return max(0.0, end - self.started - self.foreground_in_loop)
 
     def spent(self) -> float:
         with self._lock:
@@ -112,6 +120,8 @@ class CheckpointPolicy:
     def charge_foreground(self, seconds: float) -> None:
         with self._lock:
             self.foreground += seconds
+            if self.stopped is None:
+                self.foreground_in_loop += seconds
 
     def submitted(self, estimate_background: float) -> None:
         with self._lock:

@@ -56,6 +56,7 @@ class Stats:
     unusable: int = 0
     skipped: int = 0  # opportunities the overhead budget passed over
     capture_seconds: float = 0.0  # training-thread seconds spent checkpointing
+    flush_seconds: float = 0.0  # waiting at the end for the last checkpoints to be written
     restored_blocks: int = 0
     probed_blocks: int = 0
     restored_boundaries: int = 0
@@ -278,7 +279,11 @@ class Session:
             for loop_id, fns in self.callees.items():
                 self.store.add_callees(self.run_id, loop_id, fns)
         if self.writer is not None:
+            t0 = time.perf_counter()
             self.writer.close()
+            # the script has ended and waits for the last checkpoints to be durable: a cost too
+            self.stats.flush_seconds = time.perf_counter() - t0
+            self._charge(self.stats.flush_seconds)
             written = self.writer.stats
             self.stats.checkpoints -= written.unusable
             self.stats.unusable += written.unusable
@@ -492,6 +497,8 @@ class MainLoop:
         elif exc_type is None and self.current is not None and s.mode == "record":
             self._boundary(self.current + 1, sys._getframe(1))
         self.in_iteration = False
+        if s.policy is not None:
+            s.policy.stop()
         s.main = None
         s.main_done = True
         s.iteration = None
