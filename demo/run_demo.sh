@@ -24,8 +24,10 @@ cd "$WORK"
 git init -q
 echo "$WORK"
 
-step "1. florc record train.py  (runs the unmodified script; checkpoints go to .florc/)"
-"$FLORC" record train.py
+step "1. florc record --checkpoint-all train.py  (runs the unmodified script; checkpoints go to .florc/)"
+# This demo trains for about a second, too little for the default 5% overhead budget to pay for
+# many checkpoints; --checkpoint-all takes every one. Real runs keep the budget (--overhead).
+"$FLORC" record --checkpoint-all train.py
 
 cp train.py train.py.orig
 step "2. In hindsight, add a print after the epoch's own print"
