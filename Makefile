@@ -38,6 +38,7 @@ test: install ## Run the test suite
 lint: install ## Run ruff on florc and tests
 	$(VENV)/bin/ruff check florc tests
 
-bench: install ## Run the record/replay benchmark (writes benchmarks/RESULTS.md)
+bench: install ## Run the benchmarks (record/replay, checkpoint overhead, parallel replay) into benchmarks/RESULTS.md
 	$(PYTHON) benchmarks/bench_record_replay.py
 	$(PYTHON) benchmarks/bench_checkpoint.py
+	$(PYTHON) benchmarks/bench_parallel_replay.py

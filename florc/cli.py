@@ -79,10 +79,34 @@ def record(
     is_flag=True,
     help="Replay even if training code changed (results marked unfaithful).",
 )
-def replay(script: str, epochs: str, run_id: int | None, allow_changes: bool) -> None:
-    """Re-run SCRIPT's new log statements for past epochs, restoring the rest from checkpoints."""
-    result = commands.replay(script, epochs, run_id, allow_changes)
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Split the epochs over this many processes, each from its own checkpoint.",
+)
+def replay(script: str, epochs: str, run_id: int | None, allow_changes: bool, workers: int) -> None:
+    """Re-run SCRIPT's new log statements for past epochs, restoring the rest from checkpoints.
+
+    Ends with a fidelity line: whether the values replay recomputed match the recording.
+    """
+    result = commands.replay(script, epochs, run_id, allow_changes, workers=workers)
     sys.exit(result.outcome.exit_code)
+
+
+@cli.command("_segment", hidden=True)
+@click.argument("script")
+@click.option("--run", "run_id", type=int, required=True)
+@click.option("--replay", "replay_id", type=int, required=True)
+@click.option("--segment", "spec", required=True)
+@click.option("--output", type=click.Path(path_type=Path), required=True)
+@click.option("--allow-changes", is_flag=True)
+def segment(
+    script: str, run_id: int, replay_id: int, spec: str, output: Path, allow_changes: bool
+) -> None:
+    """One worker of a parallel replay (started by `florc replay --workers N`)."""
+    sys.exit(commands.replay_segment(script, run_id, replay_id, spec, output, allow_changes))
 
 
 @cli.command()

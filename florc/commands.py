@@ -21,11 +21,22 @@ from typing import Any, TextIO
 
 from florc import __version__
 from florc.errors import FlorcError, UsageError
+from florc.parallel import (
+    PROGRESS_PREFIX,
+    Progress,
+    Segment,
+    florc_command,
+    plan_segments,
+    run_segments,
+    segment_from_spec,
+    segment_spec,
+)
+from florc.runtime import fidelity
 from florc.runtime import state as st
 from florc.runtime.files import FileSandbox
 from florc.runtime.policy import DEFAULT_BUDGET, CheckpointPolicy
 from florc.runtime.runner import ProjectImportHook, RunOutcome, run_script
-from florc.runtime.session import ReplayPlan, Session
+from florc.runtime.session import LogLine, ReplayPlan, Session, log_rows, statement_codes
 from florc.runtime.store import Store, find_root
 from florc.runtime.writer import CheckpointJob, Writer
 from florc.transforms.align import align
@@ -288,15 +299,56 @@ class ReplayResult:
     replay_id: int
     outcome: RunOutcome
     faithful: bool
+    fidelity: str = ""
 
 
-def replay(
-    script: str,
-    epochs: str,
-    run: int | None = None,
-    allow_changes: bool = False,
-    store_dir: Path | None = None,
-) -> ReplayResult:
+@dataclass
+class PreparedReplay:
+    """What every replay (and every worker of a parallel one) works from."""
+
+    path: Path
+    root: Path
+    store: Store
+    run: int
+    meta: dict[str, Any]
+    result: CompileResult
+    alignment: Any
+    edited: dict[str, str]
+    iterations: list[tuple[int, Any]]
+    checkpoints: dict[tuple[str, int, int], Any]
+    probed: set[str]
+    run_after_loop: bool
+
+    def plan(self, targets: list[int], run_after_loop: bool) -> ReplayPlan:
+        recorded_values: dict[tuple[str, int | None, int | None], list[str]] = {}
+        for row in self.store.logs(self.run):
+            if row["run"] == self.run:
+                key = (row["statement"], row["iteration"], row["step"])
+                recorded_values.setdefault(key, []).append(row["value"])
+        return ReplayPlan(
+            targets=targets,
+            probed=self.probed,
+            new_statements=self.alignment.new_statements,
+            run_after_loop=run_after_loop,
+            checkpoints=self.checkpoints,
+            final_boundary=len(self.iterations) if self.meta["status"] == "done" else None,
+            statement_map=self.alignment.statement_map,
+            recorded_values=recorded_values,
+        )
+
+    def anchors(self) -> list[int]:
+        """Main-loop boundaries with a usable checkpoint."""
+        main = self.result.main_loop
+        return sorted(
+            it
+            for (loop, it, occ), row in self.checkpoints.items()
+            if loop == main and occ == 0 and row.usable and row.blob
+        )
+
+
+def _prepare_replay(
+    script: str, run: int | None, allow_changes: bool, store_dir: Path | None, announce: bool
+) -> PreparedReplay:
     path = _script_path(script)
     root = find_root(path)
     store = Store(root, store_dir)
@@ -325,84 +377,257 @@ def replay(
                 f"faithful:\n{listing}\n  Undo them, or run with --allow-changes to replay anyway "
                 "(results marked unfaithful)."
             )
-        _say(
-            "replaying with changes that are not log statements (results marked unfaithful):\n"
-            + listing
-        )
-    iterations = store.iterations(run)
-    values = [v for _, v in iterations]
-    targets, how = parse_epochs(epochs, values)
-    shown = [values[i] if all(isinstance(v, int) for v in values) else i for i in targets]
-    checkpoints = {(c.loop, c.iteration, c.occurrence): c for c in store.checkpoints(run)}
+        if announce:
+            _say(
+                "replaying with changes that are not log statements (results marked unfaithful):\n"
+                + listing
+            )
     main = result.main_loop
     if main != meta["main_loop"]:
         raise FlorcError(
             f"the main loop moved ({meta['main_loop']} when recorded, {main} now); "
             "replay needs the recorded structure"
         )
-    callees = store.callees(run)
     probed = set(alignment.changed_loops)
-    for loop_id, fns in callees.items():
+    for loop_id, fns in store.callees(run).items():
         if fns & alignment.changed_functions:
             probed.add(loop_id)
     main_manifest = result.loop(main) if main else None
-    run_after = _new_statement_after_main_loop(alignment.new_statement_lines, result, main_manifest)
-    plan = ReplayPlan(
-        targets=targets,
+    return PreparedReplay(
+        path=path,
+        root=root,
+        store=store,
+        run=run,
+        meta=meta,
+        result=result,
+        alignment=alignment,
+        edited=edited,
+        iterations=store.iterations(run),
+        checkpoints={(c.loop, c.iteration, c.occurrence): c for c in store.checkpoints(run)},
         probed=probed,
-        new_statements=alignment.new_statements,
-        run_after_loop=run_after,
-        checkpoints=checkpoints,
-        final_boundary=len(iterations) if meta["status"] == "done" else None,
+        run_after_loop=_new_statement_after_main_loop(
+            alignment.new_statement_lines, result, main_manifest
+        ),
     )
-    replay_id = store.create_run(
-        "replay",
-        result.script,
-        meta["argv"],
-        _env(),
-        parent=run,
-        main_loop=main,
-        epochs={"spec": epochs, "iterations": targets, "faithful": alignment.faithful},
-    )
-    store.add_sources(replay_id, edited)
-    _say(
-        f"run {run} · replay {replay_id} · epochs {_ranges(shown)} — {how}"
-        + ("" if alignment.faithful else " · UNFAITHFUL (code changed)")
-    )
-    if not alignment.new_statements:
-        _say("no new log statements: nothing to show (add print/log statements to the script)")
-    session = Session("replay", store, replay_id, result.to_dict(), plan)
-    start = checkpoints.get((START_LOOP, 0, 0))
+
+
+def _run_replay_session(
+    prep: PreparedReplay,
+    replay_id: int,
+    plan: ReplayPlan,
+    files: Path,
+    quiet: bool = False,
+    on_progress: Any = None,
+) -> tuple[Session, RunOutcome, float]:
+    session = Session("replay", prep.store, replay_id, prep.result.to_dict(), plan)
+    session.quiet = quiet
+    session.on_progress = on_progress
+    start = prep.checkpoints.get((START_LOOP, 0, 0))
     if start is not None and start.blob:
         st.restore_rng(session.load(start).rng)
-    sandbox = FileSandbox(root, store.dir / "replays" / str(replay_id) / "files", store.dir)
+    sandbox = FileSandbox(prep.root, files, prep.store.dir)
     session.on_final_restore = sandbox.forget
     t0 = time.perf_counter()
     sandbox.install()
     try:
         outcome = run_script(
             session,
-            _code_for(result, result.script),
-            path,
-            meta["argv"],
-            _hook(result, root, session),
+            _code_for(prep.result, prep.result.script),
+            prep.path,
+            prep.meta["argv"],
+            _hook(prep.result, prep.root, session),
         )
     finally:
         sandbox.uninstall()
+    return session, outcome, time.perf_counter() - t0
+
+
+def replay(
+    script: str,
+    epochs: str,
+    run: int | None = None,
+    allow_changes: bool = False,
+    store_dir: Path | None = None,
+    workers: int = 1,
+) -> ReplayResult:
+    if workers < 1:
+        raise UsageError(f"--workers {workers}: give 1 or more")
+    prep = _prepare_replay(script, run, allow_changes, store_dir, announce=True)
+    store, meta = prep.store, prep.meta
+    values = [v for _, v in prep.iterations]
+    targets, how = parse_epochs(epochs, values)
+    shown = [values[i] if all(isinstance(v, int) for v in values) else i for i in targets]
+    faithful = prep.alignment.faithful
+    replay_id = store.create_run(
+        "replay",
+        prep.result.script,
+        meta["argv"],
+        _env(),
+        parent=prep.run,
+        main_loop=prep.result.main_loop,
+        epochs={"spec": epochs, "iterations": targets, "faithful": faithful},
+    )
+    store.add_sources(replay_id, prep.edited)
+    _say(
+        f"run {prep.run} · replay {replay_id} · epochs {_ranges(shown)} — {how}"
+        + ("" if faithful else " · UNFAITHFUL (code changed)")
+    )
+    if not prep.alignment.new_statements:
+        _say("no new log statements: nothing to show (add print/log statements to the script)")
+    replay_dir = store.dir / "replays" / str(replay_id)
+    t0 = time.perf_counter()
+    if workers > 1 and len(targets) > 1:
+        outcome, lines, evidence, summary = _replay_in_workers(
+            prep, replay_id, targets, workers, allow_changes, values
+        )
+    else:
+        plan = prep.plan(targets, prep.run_after_loop)
+        session, outcome, _ = _run_replay_session(prep, replay_id, plan, replay_dir / "files")
+        lines, evidence = session.lines, session.evidence
+        s = session.stats
+        for note in s.notes[:5]:
+            _say(note)
+        summary = (
+            f"{s.restored_boundaries} epoch checkpoints and "
+            f"{s.restored_blocks} blocks restored, {s.probed_blocks} blocks re-executed"
+        )
     elapsed = time.perf_counter() - t0
-    store.add_logs(replay_id, session.log_rows(session.lines))
+    store.add_logs(replay_id, log_rows(lines, statement_codes(prep.result.to_dict())))
+    verdict = fidelity.verdict(evidence)
     store.finish_run(replay_id, outcome.status, outcome.exit_code)
-    s = session.stats
-    for note in s.notes[:5]:
-        _say(note)
+    store.set_replay_info(replay_id, {"fidelity": verdict.line})
     recorded_seconds = (meta["finished"] or time.time()) - meta["started"]
     _say(
         f"replay {replay_id} {outcome.status} in {elapsed:.2f} s (recording took "
-        f"{recorded_seconds:.2f} s): {s.restored_boundaries} epoch checkpoints and "
-        f"{s.restored_blocks} blocks restored, {s.probed_blocks} blocks re-executed"
+        f"{recorded_seconds:.2f} s): {summary}"
     )
+    _say(verdict.line)
     store.close()
-    return ReplayResult(replay_id, outcome, alignment.faithful)
+    return ReplayResult(replay_id, outcome, faithful, verdict.line)
+
+
+def _replay_in_workers(
+    prep: PreparedReplay,
+    replay_id: int,
+    targets: list[int],
+    workers: int,
+    allow_changes: bool,
+    values: list[Any],
+) -> tuple[RunOutcome, list[Any], list[Any], str]:
+    counted = all(isinstance(v, int) for v in values)
+
+    def epochs_of(iterations: list[int]) -> str:
+        return _ranges([values[i] if counted else i for i in iterations])
+
+    segments = plan_segments(targets, prep.anchors(), workers)
+    for seg in segments:
+        origin = (
+            "from the start"
+            if seg.start == 0
+            else f"from the checkpoint before epoch {epochs_of([seg.start])}"
+        )
+        _say(f"worker {seg.index + 1}: epochs {epochs_of(seg.targets)} ({origin})")
+
+    def command(seg: Segment, output: Path) -> list[str]:
+        cmd = [
+            *florc_command(),
+            "_segment",
+            str(prep.path),
+            "--run",
+            str(prep.run),
+            "--replay",
+            str(replay_id),
+            "--segment",
+            segment_spec(seg),
+            "--output",
+            str(output),
+        ]
+        return [*cmd, "--allow-changes"] if allow_changes else cmd
+
+    replay_dir = prep.store.dir / "replays" / str(replay_id)
+    results = run_segments(
+        segments, command, replay_dir, Path.cwd(), Progress(segments, sys.stderr), sys.stderr
+    )
+    lines: list[Any] = []
+    evidence: list[Any] = []
+    failed = []
+    restored = blocks = probed = 0
+    for r in sorted(results, key=lambda r: r.segment.index):
+        seg = r.segment
+        status = r.output.get("status")
+        if not r.ok or status != "done":
+            failed.append((seg, r.output.get("error") or r.error))
+            continue
+        for d in r.output["lines"]:
+            ln = LogLine(**d)
+            before_loop = ln.iteration is None and not ln.after_loop
+            if (
+                ln.iteration in seg.targets
+                or (before_loop and seg.index == 0)
+                or (ln.after_loop and seg.after_loop)
+            ):
+                lines.append(ln)
+        evidence.extend(fidelity.Evidence(**e) for e in r.output["evidence"])
+        stats = r.output["stats"]
+        restored += stats["restored_boundaries"]
+        blocks += stats["restored_blocks"]
+        probed += stats["probed_blocks"]
+    for ln in lines:
+        if ln.new:
+            stream = sys.stdout if ln.stream == "stdout" else sys.stderr
+            stream.write((ln.shown if ln.shown is not None else ln.text) + "\n")
+    sys.stdout.flush()
+    for seg, error in failed:
+        _say(f"worker {seg.index + 1} (epochs {epochs_of(seg.targets)}) failed: {error}")
+    outcome = (
+        RunOutcome("failed", 1, f"{len(failed)} of {len(segments)} workers failed")
+        if failed
+        else RunOutcome("done", 0)
+    )
+    summary = (
+        f"{len(segments)} workers; {restored} epoch checkpoints and {blocks} blocks restored, "
+        f"{probed} blocks re-executed"
+    )
+    return outcome, lines, evidence, summary
+
+
+def replay_segment(
+    script: str, run: int, replay_id: int, spec: str, output: Path, allow_changes: bool
+) -> int:
+    """A parallel replay's worker: run one segment quietly; write its lines and evidence."""
+    seg = segment_from_spec(spec)
+    prep = _prepare_replay(script, run, allow_changes, None, announce=False)
+    plan = prep.plan(seg.targets, prep.run_after_loop and seg.after_loop)
+    real_stderr = sys.stderr
+
+    def progress() -> None:
+        real_stderr.write(PROGRESS_PREFIX + "\n")
+        real_stderr.flush()
+
+    files = prep.store.dir / "replays" / str(replay_id) / f"worker-{seg.index + 1}" / "files"
+    session, outcome, elapsed = _run_replay_session(
+        prep, replay_id, plan, files, quiet=True, on_progress=progress
+    )
+    s = session.stats
+    result = {
+        "status": outcome.status,
+        "exit_code": outcome.exit_code,
+        "error": outcome.error,
+        "seconds": elapsed,
+        "lines": [dataclasses.asdict(ln) for ln in session.lines],
+        "evidence": [dataclasses.asdict(e) for e in session.evidence],
+        "stats": {
+            "restored_boundaries": s.restored_boundaries,
+            "restored_blocks": s.restored_blocks,
+            "probed_blocks": s.probed_blocks,
+            "notes": s.notes,
+        },
+    }
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(json.dumps(result, default=repr))
+    tmp.replace(output)
+    prep.store.close()
+    return 0
 
 
 def _new_statement_after_main_loop(

@@ -48,7 +48,7 @@ class StreamTee(io.TextIOBase):
         buf = self.partial.get(stmt, "") + text
         *lines, rest = buf.split("\n")
         for line in lines:
-            s.on_line(line, stmt)
+            s.on_line(line, stmt, self.name)
         self.partial[stmt] = rest
         return len(text)
 
@@ -69,7 +69,7 @@ def uninstall(old: tuple[TextIO, TextIO]) -> None:
         if isinstance(stream, StreamTee):
             for stmt, rest in stream.partial.items():
                 if rest:
-                    stream.session.on_line(rest, stmt)
+                    stream.session.on_line(rest, stmt, stream.name)
             stream.partial.clear()
             try:
                 stream.flush()

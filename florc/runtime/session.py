@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from florc.runtime import checkpoint
+from florc.runtime import checkpoint, fidelity
 from florc.runtime import state as st
 from florc.runtime.api import PLAIN_LOOP
 from florc.runtime.policy import CheckpointPolicy
@@ -38,6 +38,11 @@ class ReplayPlan:
     run_after_loop: bool  # code after the main loop holds a new log statement
     checkpoints: dict[tuple[str, int, int], Any]  # (loop, iteration, occurrence) -> CheckpointRow
     final_boundary: int | None  # boundary index of the recorded loop's end
+    statement_map: dict[str, str] = field(default_factory=dict)  # edited -> recorded statement
+    # what the recording logged: (recorded statement, iteration, step) -> texts in order
+    recorded_values: dict[tuple[str, int | None, int | None], list[str]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass
@@ -48,6 +53,9 @@ class LogLine:
     step: int | None
     text: str
     new: bool
+    stream: str = "stdout"
+    after_loop: bool = False  # written after the main loop ended
+    shown: str | None = None  # what replay printed, when not the text itself (florc.log)
 
 
 @dataclass
@@ -98,13 +106,15 @@ class Session:
         self.stats = Stats()
         self.main_done = False
         self.on_final_restore: Any = None  # replay: files written so far give way to recorded ones
+        self.quiet = False  # replay in a worker: show nothing, the parent prints merged lines
+        self.on_progress: Callable[[], None] | None = None  # a main-loop iteration completed
+        self.evidence: list[fidelity.Evidence] = []  # replay: recomputed vs recorded
 
     def register(self, compiled: dict[str, Any]) -> None:
         for fm in compiled.get("files", {}).values():
             for lp in fm["loops"]:
                 self.loops[lp["loop_id"]] = lp
-            for ls in fm["log_statements"]:
-                self.statement_code[f"{fm['relpath']}:{ls['line']}"] = ls["code"]
+        self.statement_code.update(statement_codes(compiled))
 
     # generated code entry points ------------------------------------------------
     def loop(self, loop_id: str) -> Any:
@@ -126,14 +136,13 @@ class Session:
 
     def log_value(self, name: str, value: Any) -> None:
         stmt = self.statement or "florc.log"
-        new = self.is_new(stmt)
-        self.lines.append(
-            LogLine(stmt, self.iteration, self.epoch, self.step(), f"{name}={value!r}", new)
-        )
-        if self.mode == "replay" and new and not self.silent:
+        text = f"{name}={value!r}"
+        shown = f"florc.log {name} = {value!r}"
+        self._add_line(stmt, text, "stdout", shown)
+        if self.mode == "replay" and self.is_new(stmt) and not self.silent and not self.quiet:
             from florc.runtime.capture import real_stdout
 
-            real_stdout().write(f"florc.log {name} = {value!r}\n")
+            real_stdout().write(shown + "\n")
 
     # output attribution ------------------------------------------------------------
     def step(self) -> int | None:
@@ -146,16 +155,63 @@ class Session:
         """Replay shows only new log statements' output, and only for requested iterations."""
         if self.mode == "record":
             return True
-        return self.is_new(statement) and not self.silent
+        return self.is_new(statement) and not self.silent and not self.quiet
 
-    def on_line(self, text: str, statement: str | None) -> None:
-        if statement is None:
-            return
-        self.lines.append(
-            LogLine(
-                statement, self.iteration, self.epoch, self.step(), text, self.is_new(statement)
-            )
+    def on_line(self, text: str, statement: str | None, stream: str = "stdout") -> None:
+        if statement is not None:
+            self._add_line(statement, text, stream)
+
+    def _add_line(self, statement: str, text: str, stream: str, shown: str | None = None) -> None:
+        new = self.is_new(statement)
+        line = LogLine(
+            statement,
+            self.iteration,
+            self.epoch,
+            self.step(),
+            text,
+            new,
+            stream,
+            self.main_done,
+            shown,
         )
+        self.lines.append(line)
+        if self.mode == "replay" and not new and self.plan is not None:
+            self._compare_value(line)
+
+    # fidelity ---------------------------------------------------------------------
+    def _compare_value(self, line: LogLine) -> None:
+        """A recorded log statement ran again: is its output what the recording logged?"""
+        assert self.plan is not None
+        recorded_sid = self.plan.statement_map.get(line.statement)
+        if recorded_sid is None:
+            return
+        queue = self.plan.recorded_values.get((recorded_sid, line.iteration, line.step))
+        if not queue:
+            return
+        diff, ok = fidelity.compare_text(queue.pop(0), line.text)
+        self.evidence.append(fidelity.Evidence(line.statement, line.epoch, diff, ok))
+
+    def compare_block(
+        self, loop_id: str, iteration: int, occurrence: int, frame: Any, manifest: dict[str, Any]
+    ) -> None:
+        """A block re-executed: is its end state the recorded checkpoint's?"""
+        assert self.plan is not None
+        row = self.plan.checkpoints.get((loop_id, iteration, occurrence))
+        if row is None or not row.usable or row.blob is None:
+            return
+        scope = st.Scope(frame)
+        paths = list(manifest["changeset"])
+        iterated = manifest.get("iterated", [])
+        paths += [p for p in iterated if p in st.loader_generators_in(scope, [p])]
+        try:
+            recorded = self.load(row)
+            now = st.capture(scope, paths, set())
+        except (st.CannotSnapshot, OSError, ValueError):
+            return
+        now.wait()
+        diff, ok = fidelity.compare_snapshots(recorded, now)
+        where = f"{manifest.get('relpath', '?')}:{manifest.get('line', '?')}"
+        self.evidence.append(fidelity.Evidence(where, self.epoch, diff, ok))
 
     # the index ---------------------------------------------------------------------
     def index(self, action: Callable[[Store], None]) -> None:
@@ -166,18 +222,7 @@ class Session:
             action(self.store)
 
     def log_rows(self, lines: list[LogLine]) -> list[tuple[Any, ...]]:
-        return [
-            (
-                ln.statement,
-                ln.iteration,
-                json.dumps(ln.epoch),
-                ln.step,
-                self.statement_code.get(ln.statement, ln.statement),
-                ln.text,
-                int(ln.new),
-            )
-            for ln in lines
-        ]
+        return log_rows(lines, self.statement_code)
 
     def store_progress(self) -> None:
         """Record: hand the log lines and callees seen so far to the writer (kept on a crash)."""
@@ -290,6 +335,31 @@ class Session:
             self.stats.notes.extend(f"checkpoint not written: {e}" for e in written.errors)
 
 
+def statement_codes(compiled: dict[str, Any]) -> dict[str, str]:
+    """ "relpath:line" -> the log statement's code, for every log statement compiled."""
+    return {
+        f"{fm['relpath']}:{ls['line']}": ls["code"]
+        for fm in compiled.get("files", {}).values()
+        for ls in fm["log_statements"]
+    }
+
+
+def log_rows(lines: list[LogLine], statement_code: dict[str, str]) -> list[tuple[Any, ...]]:
+    """Log lines as rows of the store's logs table."""
+    return [
+        (
+            ln.statement,
+            ln.iteration,
+            json.dumps(ln.epoch),
+            ln.step,
+            statement_code.get(ln.statement, ln.statement),
+            ln.text,
+            int(ln.new),
+        )
+        for ln in lines
+    ]
+
+
 def _callee_rows(run: int, loop_id: str, functions: list[str]) -> Callable[[Store], None]:
     return lambda store: store.add_callees(run, loop_id, functions)
 
@@ -352,9 +422,12 @@ class Block:
         s.block = None
         if self.callees:
             s.callees.setdefault(self.loop_id, set()).update(self.callees)
-        if exc_type is None and self.run and s.mode == "record" and not self.manifest["unbounded"]:
+        if exc_type is None and self.run and not self.manifest["unbounded"]:
             it = s.iteration if s.iteration is not None else -1
-            s.save(self.loop_id, it, self.occurrence, sys._getframe(1), self.manifest)
+            if s.mode == "record":
+                s.save(self.loop_id, it, self.occurrence, sys._getframe(1), self.manifest)
+            else:
+                s.compare_block(self.loop_id, it, self.occurrence, sys._getframe(1), self.manifest)
 
 
 class MainLoop:
@@ -383,7 +456,10 @@ class MainLoop:
     def _boundary(self, b: int, frame: Any) -> None:
         """Called before iteration b starts (b >= 1) and at the loop's end."""
         s = self.session
+        ran = self.in_iteration
         self.in_iteration = False
+        if ran and s.on_progress is not None:
+            s.on_progress()
         if b <= self.last_boundary:
             return
         self.last_boundary = b

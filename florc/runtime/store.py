@@ -233,6 +233,14 @@ class Store:
                 (status, exit_code, time.time(), run),
             )
 
+    def set_replay_info(self, run: int, info: dict[str, Any]) -> None:
+        """Add keys to a replay's description (its `epochs` field)."""
+        with self.tx():
+            row = self.db.execute("SELECT epochs FROM runs WHERE id=?", (run,)).fetchone()
+            current = json.loads(row[0]) if row and row[0] else {}
+            current.update(info)
+            self.db.execute("UPDATE runs SET epochs=? WHERE id=?", (json.dumps(current), run))
+
     def run(self, run: int) -> dict[str, Any] | None:
         cur = self.db.execute("SELECT * FROM runs WHERE id=?", (run,))
         row = cur.fetchone()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import io
 import tokenize
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,8 @@ class Alignment:
     changes: list[Change] = field(default_factory=list)
     new_statements: set[str] = field(default_factory=set)  # "relpath:line" in the edited version
     new_statement_lines: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # edited "relpath:line" -> recorded "relpath:line", for log statements both versions have
+    statement_map: dict[str, str] = field(default_factory=dict)
     changed_loops: set[str] = field(default_factory=set)  # loop ids whose log statements changed
     changed_functions: set[str] = field(default_factory=set)  # "relpath:qualname"
 
@@ -119,14 +121,16 @@ def align(
                         news[k][1] if k < len(news) else "",
                     )
                 )
-        # which log statements are new: per scope, a multiset difference of their code
-        old_by_scope = Counter((ls.scope, ls.code) for ls in old.log_statements)
+        # which log statements are new: per scope, the same code in order is the same statement
+        old_by_scope: dict[tuple[str, str], deque[str]] = {}
+        for ls in old.log_statements:
+            old_by_scope.setdefault((ls.scope, ls.code), deque()).append(f"{relpath}:{ls.line}")
         for ls in new.log_statements:
-            key = (ls.scope, ls.code)
-            if old_by_scope[key] > 0:
-                old_by_scope[key] -= 1
+            sid = f"{relpath}:{ls.line}"
+            same = old_by_scope.get((ls.scope, ls.code))
+            if same:
+                result.statement_map[sid] = same.popleft()
             else:
-                sid = f"{relpath}:{ls.line}"
                 result.new_statements.add(sid)
                 result.new_statement_lines[sid] = (ls.line, ls.end_line)
         old_loops, old_fns = _log_lists(old)
