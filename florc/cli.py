@@ -46,12 +46,18 @@ def cli() -> None:
     help="Checkpoint at every opportunity, whatever it costs (fastest replay).",
 )
 @click.option("--compress", is_flag=True, help="Compress checkpoint data (zstd).")
+@click.option(
+    "--deterministic",
+    is_flag=True,
+    help="Switch torch, cuDNN and cuBLAS to deterministic algorithms (replay does the same).",
+)
 @click.argument("script")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 def record(
     overhead: float,
     checkpoint_all: bool,
     compress: bool,
+    deterministic: bool,
     script: str,
     script_args: tuple[str, ...],
 ) -> None:
@@ -63,7 +69,12 @@ def record(
     if args and args[0] == "--":
         args = args[1:]
     result = commands.record(
-        script, args, overhead=overhead, compress=compress, checkpoint_all=checkpoint_all
+        script,
+        args,
+        overhead=overhead,
+        compress=compress,
+        checkpoint_all=checkpoint_all,
+        deterministic=deterministic,
     )
     sys.exit(result.outcome.exit_code)
 

@@ -10,6 +10,7 @@ import dataclasses
 import importlib.metadata
 import json
 import math
+import os
 import platform
 import re
 import subprocess
@@ -161,6 +162,9 @@ def report(script: str) -> str:
                 out.append(
                     "  at replay: restored from its checkpoint unless it gains a log statement"
                 )
+    if result.warnings:
+        out.append("\nnondeterminism (replayed values may differ from the recording):")
+        out.extend(f"  {w}" for w in result.warnings)
     out.append("\nlog statements:")
     for fm in result.files.values():
         for ls in fm.log_statements:
@@ -184,6 +188,7 @@ def record(
     overhead: float = DEFAULT_BUDGET,
     compress: bool = False,
     checkpoint_all: bool = False,
+    deterministic: bool = False,
 ) -> RecordResult:
     if checkpoint_all:
         overhead = math.inf
@@ -196,9 +201,14 @@ def record(
     root = find_root(path)
     result = compile_project(path, root)
     code = _code_for(result, result.script)
+    for warning in result.warnings:
+        _say(f"warning: {warning}")
+    if deterministic:
+        _make_deterministic()
     store = Store(root, store_dir)
     store.hold_shared()
     env = _env()
+    env["deterministic"] = deterministic
     env["git_commit"] = _git_commit(root)
     env["overhead_budget"] = None if checkpoint_all else overhead
     env["compress"] = compress
@@ -248,6 +258,20 @@ def record(
         _say(outcome.error)
     store.close()
     return RecordResult(run_id, outcome)
+
+
+def _make_deterministic() -> None:
+    """Deterministic algorithms in torch, cuDNN and cuBLAS, before the script runs."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    try:
+        import torch
+    except ImportError:
+        raise UsageError(
+            "--deterministic sets torch's deterministic mode; torch is not installed"
+        ) from None
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 # --- replay --------------------------------------------------------------------------
@@ -419,6 +443,8 @@ def _run_replay_session(
     quiet: bool = False,
     on_progress: Any = None,
 ) -> tuple[Session, RunOutcome, float]:
+    if prep.meta["env"].get("deterministic"):
+        _make_deterministic()
     session = Session("replay", prep.store, replay_id, prep.result.to_dict(), plan)
     session.quiet = quiet
     session.on_progress = on_progress

@@ -185,3 +185,30 @@ def test_report_names_blocks_that_re_execute(tmp_path: Path) -> None:
     assert rep.returncode == 0
     assert "main loop: train.py:13" in rep.stdout
     assert "re-executes at replay:" in rep.stdout and "train.py:16:9: `exec()`" in rep.stdout
+
+
+def test_record_warns_about_nondeterminism_it_can_see(tmp_path: Path) -> None:
+    make(
+        tmp_path,
+        "import os\nfrom uuid import uuid4\n"
+        + SCRIPT.replace(
+            "        weights = step(weights, random.random())\n",
+            "        weights = step(weights, random.random() + os.urandom(1)[0] * 0)\n",
+        ),
+    )
+    res = florc(["record", "train.py"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    warning = next(ln for ln in res.stderr.splitlines() if "warning:" in ln)
+    assert "train.py:17:" in warning and "os.urandom()" in warning
+    assert res.stderr.index("warning:") < res.stderr.index(" done — ")
+
+
+def test_record_deterministic_switches_torch_to_deterministic_mode(tmp_path: Path) -> None:
+    make(
+        tmp_path,
+        "import torch\nprint('deterministic', torch.are_deterministic_algorithms_enabled())\n",
+    )
+    res = florc(["record", "--deterministic", "train.py"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "deterministic True"
+    assert florc(["record", "train.py"], tmp_path).stdout.strip() == "deterministic False"

@@ -188,3 +188,14 @@ def test_batches_of_a_dataloader_do_not_alias_its_dataset(tmp_path: Path) -> Non
     # without automatic batching, samples can be views of the dataset: x and y may change
     unbatched = loops[15]
     assert {"x", "y"} <= set(unbatched.changeset)
+
+
+def test_nondeterminism_is_reported_with_its_position(tmp_path: Path) -> None:
+    text = LOADER.replace("shuffle=True)", "shuffle=True, persistent_workers=True)").replace(
+        "model = torch.nn.Linear(4, 1)\n",
+        "model = torch.nn.Linear(4, 1)\ntorch.backends.cudnn.benchmark = True\n",
+    )
+    warnings = compile_text(tmp_path, text).warnings
+    assert any(w.startswith("train.py:8:") and "persistent_workers=True" in w for w in warnings)
+    assert any(w.startswith("train.py:6:1:") and "cudnn.benchmark" in w for w in warnings)
+    assert compile_text(tmp_path, LOADER).warnings == []

@@ -19,6 +19,7 @@ from florc.errors import SourceError
 from florc.transforms.effects import Project, function_key
 from florc.transforms.instrument import instrument, loops_not_instrumented
 from florc.transforms.modules import LoopInfo, ModuleInfo, analyse_module, read_source
+from florc.transforms.nondeterminism import find_nondeterminism
 from florc.transforms.syntax import RESERVED_PREFIX, dotted, names_in
 
 
@@ -62,6 +63,7 @@ class CompileResult:
     main_loop_reason: str
     files: dict[str, FileManifest]  # by relpath
     florc_version: str = __version__
+    warnings: list[str] = field(default_factory=list)  # "path:line:col: ..." nondeterminism
 
     def loop(self, loop_id: str) -> LoopManifest | None:
         relpath = loop_id.rsplit(":", 2)[0]
@@ -204,6 +206,7 @@ def compile_project(
         main_loop=main.loop_id if main else None,
         main_loop_reason=reason,
         files=files,
+        warnings=[w for info in modules for w in find_nondeterminism(info)],
     )
 
 

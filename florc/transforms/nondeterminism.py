@@ -1,0 +1,89 @@
+"""Sources of nondeterminism florc can see in the code, reported before training starts.
+
+Replay reproduces a run only if training is deterministic given the restored state. These
+patterns make it not so (or make checkpoints miss state), and are cheap to spot:
+
+- `DataLoader(..., persistent_workers=True)`: worker processes keep their own RNG state across
+  epochs, which no checkpoint of this process holds;
+- `torch.backends.cudnn.benchmark = True`: cuDNN picks algorithms by timing them, so results
+  can differ from run to run;
+- `os.urandom`, `secrets`, `random.SystemRandom`, `uuid.uuid4`: randomness no seed controls.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from florc.transforms.modules import ModuleInfo
+from florc.transforms.syntax import dotted
+
+UNSEEDED = {
+    ("os", "urandom"): "`os.urandom()` is randomness no seed controls",
+    ("random", "SystemRandom"): "`random.SystemRandom` is randomness no seed controls",
+    ("uuid", "uuid4"): "`uuid.uuid4()` is randomness no seed controls",
+    ("secrets",): "the `secrets` module is randomness no seed controls",
+}
+
+
+def find_nondeterminism(info: ModuleInfo) -> list[str]:
+    """Warnings as "relpath:line:col: what; what to do"."""
+    found: list[tuple[cst.CSTNode, str]] = []
+
+    class Finder(cst.CSTVisitor):
+        def visit_Call(self, node: cst.Call) -> None:
+            for arg in node.args:
+                if (
+                    arg.keyword is not None
+                    and arg.keyword.value == "persistent_workers"
+                    and isinstance(arg.value, cst.Name)
+                    and arg.value.value == "True"
+                ):
+                    found.append(
+                        (
+                            arg,
+                            "`persistent_workers=True` keeps DataLoader worker state across "
+                            "epochs that checkpoints cannot hold; replayed epochs may differ "
+                            "(drop it, or replay from the start)",
+                        )
+                    )
+            chain = dotted(node.func)
+            if chain is None:
+                return
+            resolved = _resolve(info, chain)
+            for prefix, why in UNSEEDED.items():
+                if resolved[: len(prefix)] == prefix:
+                    found.append((node, f"{why}; replayed values will differ from the recording"))
+
+        def visit_Assign(self, node: cst.Assign) -> None:
+            for t in node.targets:
+                chain = dotted(t.target)
+                if (
+                    chain is not None
+                    and chain[-2:] == ("cudnn", "benchmark")
+                    and isinstance(node.value, cst.Name)
+                    and node.value.value == "True"
+                ):
+                    found.append(
+                        (
+                            node,
+                            "`cudnn.benchmark = True` picks algorithms by timing them, so "
+                            "results can differ between runs; record with --deterministic",
+                        )
+                    )
+
+    info.tree.visit(Finder())
+    out = []
+    for node, why in found:
+        line, col = info.position(node)
+        out.append(f"{info.relpath}:{line}:{col}: {why}")
+    return out
+
+
+def _resolve(info: ModuleInfo, chain: tuple[str, ...]) -> tuple[str, ...]:
+    """`urandom` imported from os -> ("os", "urandom"); `np.x` stays as written."""
+    target = info.imports.get(chain[0])
+    if target is None:
+        return chain
+    module, _, attr = target.partition(":")
+    head = tuple(module.split(".")) + ((attr,) if attr else ())
+    return head + chain[1:]
