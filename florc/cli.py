@@ -106,6 +106,17 @@ def replay(script: str, epochs: str, run_id: int | None, allow_changes: bool, wo
     sys.exit(result.outcome.exit_code)
 
 
+@cli.command()
+@click.argument("run_id", type=int, required=False)
+@click.option("--sample", type=int, default=3, show_default=True, help="How many epochs to check.")
+def verify(run_id: int | None, sample: int) -> None:
+    """Re-execute the blocks of a few recorded epochs of RUN (default: the latest) and compare
+    them with the recording. Exit status 1 if they diverged."""
+    result = commands.verify(_root(), run_id, sample)
+    code = result.outcome.exit_code
+    sys.exit(code or (1 if "diverged" in result.fidelity else 0))
+
+
 @cli.command("_segment", hidden=True)
 @click.argument("script")
 @click.option("--run", "run_id", type=int, required=True)

@@ -617,6 +617,76 @@ def _replay_in_workers(
     return outcome, lines, evidence, summary
 
 
+def verify(root: Path, run: int | None, sample: int, store_dir: Path | None = None) -> ReplayResult:
+    """Re-execute every block in a sample of recorded epochs and compare with the recording."""
+    if sample < 1:
+        raise UsageError(f"--sample {sample}: give 1 or more epochs")
+    store = Store(root, store_dir)
+    try:
+        if run is None:
+            records = store.runs("record")
+            if not records:
+                raise UsageError(f"no recorded run in {store.dir}; run `florc record` first")
+            run = records[-1]["id"]
+        meta = store.run(run)
+        if meta is None or meta["kind"] != "record":
+            raise UsageError(f"run {run} is not a recorded run; `florc runs` lists them")
+    finally:
+        store.close()
+    prep = _prepare_replay(str(root / meta["script"]), run, False, store_dir, announce=True)
+    main = prep.result.main_loop
+    candidates = sorted(
+        {
+            it
+            for (loop, it, _), row in prep.checkpoints.items()
+            if loop not in (main, START_LOOP) and row.usable and it >= 0
+        }
+    )
+    if len(candidates) > sample:
+        step = (len(candidates) - 1) / (sample - 1) if sample > 1 else 0
+        candidates = sorted({candidates[round(i * step)] for i in range(sample)})
+    blocks = {
+        lp.loop_id
+        for fm in prep.result.files.values()
+        for lp in fm.loops
+        if lp.loop_id != main and not lp.unbounded
+    }
+    plan = prep.plan(candidates, run_after_loop=False)
+    plan.probed = blocks
+    store = prep.store
+    values = [v for _, v in prep.iterations]
+    shown = [values[i] if all(isinstance(v, int) for v in values) else i for i in candidates]
+    verify_id = store.create_run(
+        "verify",
+        prep.result.script,
+        meta["argv"],
+        _env(),
+        parent=run,
+        main_loop=main,
+        epochs={"spec": "verify", "iterations": candidates, "faithful": True},
+    )
+    session: Session | None = None
+    outcome, elapsed = RunOutcome("done", 0), 0.0
+    if not candidates:
+        _say(f"run {run} has no block checkpoints to compare with: nothing to verify")
+    else:
+        _say(f"run {run} · verify {verify_id} · re-running every block of epochs {_ranges(shown)}")
+        files = store.dir / "replays" / str(verify_id) / "files"
+        session, outcome, elapsed = _run_replay_session(prep, verify_id, plan, files, quiet=True)
+    evidence = session.evidence if session is not None else []
+    verdict = fidelity.verdict(evidence)
+    store.finish_run(verify_id, outcome.status, outcome.exit_code)
+    store.set_replay_info(verify_id, {"fidelity": verdict.line})
+    if session is not None:
+        _say(
+            f"verify {verify_id} {outcome.status} in {elapsed:.2f} s: "
+            f"{session.stats.probed_blocks} blocks re-executed"
+        )
+    _say(verdict.line)
+    store.close()
+    return ReplayResult(verify_id, outcome, True, verdict.line)
+
+
 def replay_segment(
     script: str, run: int, replay_id: int, spec: str, output: Path, allow_changes: bool
 ) -> int:

@@ -111,6 +111,17 @@ def test_nondeterministic_training_is_reported_as_diverged(tmp_path: Path) -> No
     rep = florc(["replay", "train.py", "--epochs", "1-4", "--workers", "2"], tmp_path)
     assert rep.returncode == 0, rep.stderr
     assert "fidelity: diverged at train.py:10 epoch 1" in rep.stderr, rep.stderr
+    check = florc(["verify", "--sample", "2"], tmp_path)
+    assert check.returncode == 1 and "fidelity: diverged at train.py:10 epoch" in check.stderr
+
+
+def test_verify_reexecutes_a_sample_of_blocks(recorded: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    shutil.copytree(recorded, work)
+    check = florc(["verify", "--sample", "2"], work)
+    assert check.returncode == 0, check.stderr
+    assert "re-running every block of epochs 1,5" in check.stderr
+    assert "fidelity: exact" in check.stderr
 
 
 def test_a_failing_worker_is_reported_and_the_others_results_kept(
