@@ -97,12 +97,39 @@ def record(
     show_default=True,
     help="Split the epochs over this many processes, each from its own checkpoint.",
 )
-def replay(script: str, epochs: str, run_id: int | None, allow_changes: bool, workers: int) -> None:
+@click.option("--retry", is_flag=True, help="Rerun only the failed workers of the last replay.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where workers run: processes here, or Ray tasks (pip install 'florc[ray]').",
+)
+@click.option("--address", default=None, help="Ray cluster address (default: start one here).")
+def replay(
+    script: str,
+    epochs: str,
+    run_id: int | None,
+    allow_changes: bool,
+    workers: int,
+    retry: bool,
+    executor: str,
+    address: str | None,
+) -> None:
     """Re-run SCRIPT's new log statements for past epochs, restoring the rest from checkpoints.
 
     Ends with a fidelity line: whether the values replay recomputed match the recording.
     """
-    result = commands.replay(script, epochs, run_id, allow_changes, workers=workers)
+    result = commands.replay(
+        script,
+        epochs,
+        run_id,
+        allow_changes,
+        workers=workers,
+        retry=retry,
+        executor=executor,
+        address=address,
+    )
     sys.exit(result.outcome.exit_code)
 
 

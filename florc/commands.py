@@ -475,14 +475,18 @@ def replay(
     allow_changes: bool = False,
     store_dir: Path | None = None,
     workers: int = 1,
+    retry: bool = False,
+    executor: str = "local",
+    address: str | None = None,
 ) -> ReplayResult:
     if workers < 1:
         raise UsageError(f"--workers {workers}: give 1 or more")
     prep = _prepare_replay(script, run, allow_changes, store_dir, announce=True)
+    if retry:
+        return _retry(prep, allow_changes, executor, address)
     store, meta = prep.store, prep.meta
     values = [v for _, v in prep.iterations]
     targets, how = parse_epochs(epochs, values)
-    shown = [values[i] if all(isinstance(v, int) for v in values) else i for i in targets]
     faithful = prep.alignment.faithful
     replay_id = store.create_run(
         "replay",
@@ -495,17 +499,26 @@ def replay(
     )
     store.add_sources(replay_id, prep.edited)
     _say(
-        f"run {prep.run} · replay {replay_id} · epochs {_ranges(shown)} — {how}"
+        f"run {prep.run} · replay {replay_id} · epochs {_epochs_text(values, targets)} — {how}"
         + ("" if faithful else " · UNFAITHFUL (code changed)")
     )
     if not prep.alignment.new_statements:
         _say("no new log statements: nothing to show (add print/log statements to the script)")
     replay_dir = store.dir / "replays" / str(replay_id)
     t0 = time.perf_counter()
-    if workers > 1 and len(targets) > 1:
-        outcome, lines, evidence, summary = _replay_in_workers(
-            prep, replay_id, targets, workers, allow_changes, values
-        )
+    info: dict[str, Any] = {}
+    if (workers > 1 and len(targets) > 1) or executor != "local":
+        segments = plan_segments(targets, prep.anchors(), workers)
+        for seg in segments:
+            origin = (
+                "from the start"
+                if seg.start == 0
+                else f"from the checkpoint before epoch {_epochs_text(values, [seg.start])}"
+            )
+            _say(f"worker {seg.index + 1}: epochs {_epochs_text(values, seg.targets)} ({origin})")
+        done = _run_workers(prep, replay_id, segments, allow_changes, executor, address)
+        info["segments"] = done.records
+        outcome, lines, evidence, summary = done.outcome, done.lines, done.evidence, done.summary
     else:
         plan = prep.plan(targets, prep.run_after_loop)
         session, outcome, _ = _run_replay_session(prep, replay_id, plan, replay_dir / "files")
@@ -521,38 +534,43 @@ def replay(
     store.add_logs(replay_id, log_rows(lines, statement_codes(prep.result.to_dict())))
     verdict = fidelity.verdict(evidence)
     store.finish_run(replay_id, outcome.status, outcome.exit_code)
-    store.set_replay_info(replay_id, {"fidelity": verdict.line})
+    store.set_replay_info(replay_id, {"fidelity": verdict.line, **info})
     recorded_seconds = (meta["finished"] or time.time()) - meta["started"]
     _say(
         f"replay {replay_id} {outcome.status} in {elapsed:.2f} s (recording took "
         f"{recorded_seconds:.2f} s): {summary}"
     )
+    if info.get("segments") and outcome.status != "done":
+        _say("rerun only the failed workers with: florc replay --retry " + prep.result.script)
     _say(verdict.line)
     store.close()
     return ReplayResult(replay_id, outcome, faithful, verdict.line)
 
 
-def _replay_in_workers(
+def _epochs_text(values: list[Any], iterations: list[int]) -> str:
+    counted = all(isinstance(v, int) for v in values)
+    return _ranges([values[i] if counted else i for i in iterations])
+
+
+@dataclass
+class WorkersDone:
+    outcome: RunOutcome
+    lines: list[Any]
+    evidence: list[Any]
+    summary: str
+    records: list[dict[str, Any]]  # per segment: its plan, whether it succeeded, its evidence
+
+
+def _run_workers(
     prep: PreparedReplay,
     replay_id: int,
-    targets: list[int],
-    workers: int,
+    segments: list[Segment],
     allow_changes: bool,
-    values: list[Any],
-) -> tuple[RunOutcome, list[Any], list[Any], str]:
-    counted = all(isinstance(v, int) for v in values)
-
-    def epochs_of(iterations: list[int]) -> str:
-        return _ranges([values[i] if counted else i for i in iterations])
-
-    segments = plan_segments(targets, prep.anchors(), workers)
-    for seg in segments:
-        origin = (
-            "from the start"
-            if seg.start == 0
-            else f"from the checkpoint before epoch {epochs_of([seg.start])}"
-        )
-        _say(f"worker {seg.index + 1}: epochs {epochs_of(seg.targets)} ({origin})")
+    executor: str,
+    address: str | None,
+) -> WorkersDone:
+    """Run segments in worker processes; print the new statements' output, merged in order."""
+    values = [v for _, v in prep.iterations]
 
     def command(seg: Segment, output: Path) -> list[str]:
         cmd = [
@@ -571,19 +589,27 @@ def _replay_in_workers(
         return [*cmd, "--allow-changes"] if allow_changes else cmd
 
     replay_dir = prep.store.dir / "replays" / str(replay_id)
-    results = run_segments(
-        segments, command, replay_dir, Path.cwd(), Progress(segments, sys.stderr), sys.stderr
-    )
+    progress = Progress(segments, sys.stderr)
+    if executor == "ray":
+        from florc.ray_executor import run_segments_on_ray
+
+        results = run_segments_on_ray(segments, command, replay_dir, Path.cwd(), progress, address)
+    else:
+        results = run_segments(segments, command, replay_dir, Path.cwd(), progress, sys.stderr)
     lines: list[Any] = []
     evidence: list[Any] = []
+    records = []
     failed = []
     restored = blocks = probed = 0
     for r in sorted(results, key=lambda r: r.segment.index):
         seg = r.segment
-        status = r.output.get("status")
-        if not r.ok or status != "done":
-            failed.append((seg, r.output.get("error") or r.error))
+        record = {**dataclasses.asdict(seg), "ok": False, "error": "", "evidence": []}
+        records.append(record)
+        if not r.ok or r.output.get("status") != "done":
+            record["error"] = r.output.get("error") or r.error
+            failed.append(record)
             continue
+        record["ok"] = True
         for d in r.output["lines"]:
             ln = LogLine(**d)
             before_loop = ln.iteration is None and not ln.after_loop
@@ -593,6 +619,7 @@ def _replay_in_workers(
                 or (ln.after_loop and seg.after_loop)
             ):
                 lines.append(ln)
+        record["evidence"] = r.output["evidence"]
         evidence.extend(fidelity.Evidence(**e) for e in r.output["evidence"])
         stats = r.output["stats"]
         restored += stats["restored_boundaries"]
@@ -603,18 +630,69 @@ def _replay_in_workers(
             stream = sys.stdout if ln.stream == "stdout" else sys.stderr
             stream.write((ln.shown if ln.shown is not None else ln.text) + "\n")
     sys.stdout.flush()
-    for seg, error in failed:
-        _say(f"worker {seg.index + 1} (epochs {epochs_of(seg.targets)}) failed: {error}")
+    for rec in failed:
+        epochs = _epochs_text(values, rec["targets"])
+        _say(f"worker {rec['index'] + 1} (epochs {epochs}) failed: {rec['error']}")
     outcome = (
         RunOutcome("failed", 1, f"{len(failed)} of {len(segments)} workers failed")
         if failed
         else RunOutcome("done", 0)
     )
     summary = (
-        f"{len(segments)} workers; {restored} epoch checkpoints and {blocks} blocks restored, "
-        f"{probed} blocks re-executed"
+        f"{len(segments)} workers ({executor}); {restored} epoch checkpoints and {blocks} "
+        f"blocks restored, {probed} blocks re-executed"
     )
-    return outcome, lines, evidence, summary
+    return WorkersDone(outcome, lines, evidence, summary, records)
+
+
+def _retry(
+    prep: PreparedReplay, allow_changes: bool, executor: str, address: str | None
+) -> ReplayResult:
+    """Rerun the failed workers of the latest parallel replay of this run; merge their results."""
+    store = prep.store
+    replays = [r for r in store.runs("replay") if r["parent"] == prep.run]
+    latest = next(
+        (
+            r
+            for r in reversed(replays)
+            if any(not seg["ok"] for seg in (r["epochs"] or {}).get("segments", []))
+        ),
+        None,
+    )
+    if latest is None:
+        raise UsageError(f"no replay of run {prep.run} has failed workers to retry")
+    replay_id = latest["id"]
+    records = latest["epochs"]["segments"]
+    failed = [
+        Segment(rec["index"], rec["start"], rec["targets"], rec["after_loop"])
+        for rec in records
+        if not rec["ok"]
+    ]
+    values = [v for _, v in prep.iterations]
+    _say(
+        f"run {prep.run} · replay {replay_id} · retrying "
+        + ", ".join(
+            f"worker {s.index + 1} (epochs {_epochs_text(values, s.targets)})" for s in failed
+        )
+    )
+    t0 = time.perf_counter()
+    done = _run_workers(prep, replay_id, failed, allow_changes, executor, address)
+    redone = {rec["index"]: rec for rec in done.records}
+    records = [redone.get(rec["index"], rec) for rec in records]
+    store.add_logs(replay_id, log_rows(done.lines, statement_codes(prep.result.to_dict())))
+    evidence = [fidelity.Evidence(**e) for rec in records for e in rec["evidence"]]
+    verdict = fidelity.verdict(evidence)
+    all_ok = all(rec["ok"] for rec in records)
+    outcome = RunOutcome("done", 0) if all_ok else done.outcome
+    store.finish_run(replay_id, outcome.status, outcome.exit_code)
+    store.set_replay_info(replay_id, {"fidelity": verdict.line, "segments": records})
+    _say(
+        f"replay {replay_id} {outcome.status} after retry in {time.perf_counter() - t0:.2f} s: "
+        + done.summary
+    )
+    _say(verdict.line)
+    store.close()
+    return ReplayResult(replay_id, outcome, prep.alignment.faithful, verdict.line)
 
 
 def verify(root: Path, run: int | None, sample: int, store_dir: Path | None = None) -> ReplayResult:

@@ -142,3 +142,14 @@ def test_a_failing_worker_is_reported_and_the_others_results_kept(
     assert "epochs 4–5" in rep.stderr and "ZeroDivisionError" in rep.stderr, rep.stderr
     shown = hindsight_lines(rep.stdout)
     assert [ln.split()[1] for ln in shown] == ["e=1", "e=2", "e=3"]
+    # fix the statement, then rerun only the failed worker
+    (work / "train.py").write_text(
+        source.replace(anchor, '        print(f"HINDSIGHT e={epoch} {1 / (epoch - 9)}")\n' + anchor, 1)
+    )
+    again = florc(["replay", "train.py", "--retry"], work)
+    assert again.returncode == 0, again.stderr
+    assert "retrying worker 2 (epochs 4–5)" in again.stderr
+    assert [ln.split()[1] for ln in hindsight_lines(again.stdout)] == ["e=4", "e=5"]
+    assert "fidelity: exact" in again.stderr
+    nothing = florc(["replay", "train.py", "--retry"], work)
+    assert nothing.returncode == 2 and "no replay of run 1 has failed workers" in nothing.stderr
