@@ -20,13 +20,13 @@ help: ## List the targets
 	@echo "florc make targets:"
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## Create .venv; install pinned torch, florc (editable, dev extras), scikit-learn
+install: $(STAMP) ## Create .venv; install pinned torch, florc (editable, dev and ray extras), scikit-learn
 
 # Re-runs only when the packaging metadata changes (or after `make clean`).
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PIP) install $(TORCH_PIP_ARGS) torch==$(TORCH_VERSION)
-	$(PIP) install -e '.[dev]' scikit-learn
+	$(PIP) install -e '.[dev,ray]' scikit-learn
 	@touch $@
 
 demo: install ## Run the demo: record, add a print, replay epochs 5-8, list runs and logs

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -144,7 +146,9 @@ def test_a_failing_worker_is_reported_and_the_others_results_kept(
     assert [ln.split()[1] for ln in shown] == ["e=1", "e=2", "e=3"]
     # fix the statement, then rerun only the failed worker
     (work / "train.py").write_text(
-        source.replace(anchor, '        print(f"HINDSIGHT e={epoch} {1 / (epoch - 9)}")\n' + anchor, 1)
+        source.replace(
+            anchor, '        print(f"HINDSIGHT e={epoch} {1 / (epoch - 9)}")\n' + anchor, 1
+        )
     )
     again = florc(["replay", "train.py", "--retry"], work)
     assert again.returncode == 0, again.stderr
@@ -153,3 +157,76 @@ def test_a_failing_worker_is_reported_and_the_others_results_kept(
     assert "fidelity: exact" in again.stderr
     nothing = florc(["replay", "train.py", "--retry"], work)
     assert nothing.returncode == 2 and "no replay of run 1 has failed workers" in nothing.stderr
+
+
+# --- Ray ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[str]:
+    """A real local Ray cluster, started and stopped with Ray's own command line."""
+    pytest.importorskip("ray")
+    import socket
+    import subprocess
+    import sys
+
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    # a cluster only this machine's tests reach: no token to hand to the driver
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = subprocess.run(
+        [
+            ray_cli,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert start.returncode == 0, start.stdout + start.stderr
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved
+
+
+def test_ray_executor_on_a_local_cluster_matches_a_plain_run(
+    recorded: Path, tmp_path: Path, ray_cluster: str
+) -> None:
+    edit = EXAMPLES / "main_train_eval" / "hindsight" / "batch"
+    plain_dir = copy_project(EXAMPLES / "main_train_eval", tmp_path / "plain")
+    overlay(edit, plain_dir)
+    want = hindsight_lines(python("train.py", plain_dir).stdout)
+    work = tmp_path / "work"
+    shutil.copytree(recorded, work)
+    overlay(edit, work)
+    rep = florc(
+        [
+            "replay",
+            "train.py",
+            "--epochs",
+            "all",
+            "--workers",
+            "2",
+            "--executor",
+            "ray",
+            "--address",
+            ray_cluster,
+        ],
+        work,
+    )
+    assert rep.returncode == 0, rep.stderr
+    assert rep.lines == want
+    assert "2 workers (ray)" in rep.stderr and "fidelity: exact" in rep.stderr
