@@ -509,6 +509,12 @@ def replay(
     info: dict[str, Any] = {}
     if (workers > 1 and len(targets) > 1) or executor != "local":
         segments = plan_segments(targets, prep.anchors(), workers)
+        if len(segments) < min(workers, len(targets)):
+            _say(
+                f"{len(segments)} of {workers} workers would shorten this replay: more would "
+                "start from the same checkpoint (record with a larger --overhead or "
+                "--checkpoint-all for more starting points)"
+            )
         for seg in segments:
             origin = (
                 "from the start"
