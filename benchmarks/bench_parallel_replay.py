@@ -5,8 +5,11 @@ replay gets its speed from running epochs in parallel. Workload: benchmarks/work
 (an MLP trained with Adam through a DataLoader), recorded once with --checkpoint-all so that
 every epoch boundary is a possible starting point. Then a print of the batch loss is added inside
 the batch loop, and `florc replay --epochs all` runs with --workers 1 and --workers N,
-alternating, each a separate process timed by wall clock. The serial replay uses torch's default
-thread count (all cores); each of N workers gets cores / N threads (florc sets OMP_NUM_THREADS).
+alternating, each a separate process timed by wall clock. The workload trains with one torch
+thread (`--threads 1`), so the recording, the serial replay and every worker compute alike; a
+script that uses every core leaves parallel workers on a CPU-only machine little to gain (and
+fewer threads per worker than the recording can change floating-point results, which the
+fidelity line reports).
 
 speedup = time with 1 worker / time with N workers (median of the ratios of each repetition's
 pair); parallel efficiency = speedup / N. Every replay's output is checked against a plain run of
@@ -63,7 +66,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes; results not saved")
     opts = parser.parse_args()
     args = ["--epochs", "4", "--samples", "2048"] if opts.quick else ["--epochs", "12"]
-    args += ["--threads", "0"]
+    args += ["--threads", "1"]
     florc = [sys.executable, "-m", "florc"]
     with tempfile.TemporaryDirectory(prefix="florc-bench-parallel-") as tmp:
         project = Path(tmp) / "project"

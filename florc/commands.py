@@ -26,6 +26,7 @@ from florc.parallel import (
     PROGRESS_PREFIX,
     Progress,
     Segment,
+    cpu_count,
     florc_command,
     plan_segments,
     run_segments,
@@ -224,11 +225,14 @@ def record(
         f"store {where}/ · checkpoints: {policy_text}"
     )
     writer.submit_checkpoint(
-        CheckpointJob(run_id, START_LOOP, 0, 0, st.Snapshot(rng=st.capture_rng()), {})
+        CheckpointJob(run_id, START_LOOP, 0, 0, st.Snapshot(rng=st.start_rng()), {})
     )
     t0 = time.perf_counter()
     outcome = run_script(session, code, path, args, _hook(result, root, session))
     elapsed = time.perf_counter() - t0
+    torch = sys.modules.get("torch")
+    if torch is not None:  # replay workers use as many threads, for the same floating point
+        store.update_env(run_id, {"torch_threads": torch.get_num_threads()})
     store.finish_run(run_id, outcome.status, outcome.exit_code)
     iterations = len(store.iterations(run_id))
     total, stored = store.run_bytes(run_id)
@@ -450,6 +454,7 @@ def _run_replay_session(
     session.on_progress = on_progress
     start = prep.checkpoints.get((START_LOOP, 0, 0))
     if start is not None and start.blob:
+        st.start_rng()  # imports numpy, as record did
         st.restore_rng(session.load(start).rng)
     sandbox = FileSandbox(prep.root, files, prep.store.dir)
     session.on_final_restore = sandbox.forget
@@ -596,12 +601,26 @@ def _run_workers(
 
     replay_dir = prep.store.dir / "replays" / str(replay_id)
     progress = Progress(segments, sys.stderr)
+    # floating-point results can depend on the thread count: use the recording's when the cores
+    # allow it (oversubscribed OpenMP threads slow everything down many times over)
+    threads = prep.meta["env"].get("torch_threads")
+    share = max(1, cpu_count() // len(segments))
+    if executor == "local" and threads and threads > share:
+        _say(
+            f"workers get {share} thread(s) each, the recording used {threads}: floating-point "
+            "results may differ slightly (the fidelity line tells; --workers 1 keeps the count)"
+        )
+        threads = share
     if executor == "ray":
         from florc.ray_executor import run_segments_on_ray
 
-        results = run_segments_on_ray(segments, command, replay_dir, Path.cwd(), progress, address)
+        results = run_segments_on_ray(
+            segments, command, replay_dir, Path.cwd(), progress, address, threads
+        )
     else:
-        results = run_segments(segments, command, replay_dir, Path.cwd(), progress, sys.stderr)
+        results = run_segments(
+            segments, command, replay_dir, Path.cwd(), progress, sys.stderr, threads
+        )
     lines: list[Any] = []
     evidence: list[Any] = []
     records = []

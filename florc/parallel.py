@@ -121,12 +121,13 @@ def gpu_count() -> int:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
-def worker_env(index: int, workers: int, gpus: int) -> dict[str, str]:
-    """Threads per worker = cores / workers; one GPU per worker when there are GPUs."""
+def worker_env(index: int, workers: int, gpus: int, threads: int | None = None) -> dict[str, str]:
+    """Threads per worker: as given (the recording's count), else cores / workers; one GPU per
+    worker when there are GPUs."""
     env = dict(os.environ)
-    threads = str(max(1, cpu_count() // workers))
+    count = str(threads or max(1, cpu_count() // workers))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[var] = threads
+        env[var] = count
     if gpus:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         ids = [d.strip() for d in visible.split(",")] if visible else [str(i) for i in range(gpus)]
@@ -173,6 +174,7 @@ def run_segments(
     cwd: Path,
     progress: Progress,
     stderr: TextIO,
+    threads: int | None = None,
 ) -> list[WorkerResult]:
     """Start one worker process per segment, all at once; wait for all; collect their outputs.
 
@@ -188,7 +190,7 @@ def run_segments(
         proc = subprocess.Popen(
             command(seg, out_path),
             cwd=cwd,
-            env=worker_env(seg.index, len(segments), gpus),
+            env=worker_env(seg.index, len(segments), gpus, threads),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

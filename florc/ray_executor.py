@@ -50,6 +50,7 @@ def run_segments_on_ray(
     cwd: Path,
     progress: Progress,
     address: str | None,
+    threads: int | None = None,
 ) -> list[WorkerResult]:
     try:
         import ray
@@ -73,7 +74,8 @@ def run_segments_on_ray(
         resources = ray.cluster_resources()
         cpus = max(1, int(resources.get("CPU", 1)))
         gpus = int(resources.get("GPU", 0))
-        threads = max(1, cpus // len(segments))
+        cpus_each = max(1, cpus // len(segments))
+        threads = threads or cpus_each
         task = ray.remote(_run_segment)
         workdir.mkdir(parents=True, exist_ok=True)
         refs = {}
@@ -81,7 +83,7 @@ def run_segments_on_ray(
             out = workdir / f"segment-{seg.index}.json"
             out.unlink(missing_ok=True)
             ref = task.options(
-                num_cpus=min(threads, cpus),
+                num_cpus=min(cpus_each, cpus),
                 num_gpus=1 if gpus else 0,
                 max_retries=MAX_RETRIES,
             ).remote(command(seg, out), str(cwd), threads)

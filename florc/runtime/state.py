@@ -668,6 +668,17 @@ def loader_generators_in(scope: Scope, paths: Iterable[str]) -> dict[str, Any]:
 # --- RNG -----------------------------------------------------------------------
 
 
+def start_rng() -> dict[str, Any]:
+    """RNG states before the script runs. numpy is imported first (when installed) because its
+    global generator is seeded from the OS on first use: unseeded numpy randomness then differs
+    between a recording and its replays unless its starting state is saved and restored."""
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        pass
+    return capture_rng()
+
+
 def capture_rng() -> dict[str, Any]:
     state: dict[str, Any] = {"python": random.getstate()}
     np = _numpy()

@@ -233,6 +233,14 @@ class Store:
                 (status, exit_code, time.time(), run),
             )
 
+    def update_env(self, run: int, values: dict[str, Any]) -> None:
+        """Add facts learned while the run ran (e.g. torch's thread count) to its env."""
+        with self.tx():
+            row = self.db.execute("SELECT env FROM runs WHERE id=?", (run,)).fetchone()
+            env = json.loads(row[0]) if row else {}
+            env.update(values)
+            self.db.execute("UPDATE runs SET env=? WHERE id=?", (json.dumps(env), run))
+
     def set_replay_info(self, run: int, info: dict[str, Any]) -> None:
         """Add keys to a replay's description (its `epochs` field)."""
         with self.tx():
