@@ -61,10 +61,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
-@pytest.mark.parametrize("workers", [1, 2, 3])
-def test_batch_level_replay_with_workers_matches_a_plain_run(
-    recorded: Path, tmp_path: Path, workers: int
-) -> None:
+def _batch_edit(recorded: Path, tmp_path: Path) -> tuple[list[str], Path]:
+    """A batch-level print added to the recorded project: (a plain run's lines, the project)."""
     edit = EXAMPLES / "main_train_eval" / "hindsight" / "batch"
     plain_dir = copy_project(EXAMPLES / "main_train_eval", tmp_path / "plain")
     overlay(edit, plain_dir)
@@ -73,6 +71,14 @@ def test_batch_level_replay_with_workers_matches_a_plain_run(
     work = tmp_path / "work"
     shutil.copytree(recorded, work)
     overlay(edit, work)
+    return want, work
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_batch_level_replay_with_workers_matches_a_plain_run(
+    recorded: Path, tmp_path: Path, workers: int
+) -> None:
+    want, work = _batch_edit(recorded, tmp_path)
     rep = florc(["replay", "train.py", "--epochs", "all", "--workers", str(workers)], work)
     assert rep.returncode == 0, rep.stderr
     assert rep.lines == want
@@ -205,13 +211,7 @@ def ray_cluster() -> Iterator[str]:
 def test_ray_executor_on_a_local_cluster_matches_a_plain_run(
     recorded: Path, tmp_path: Path, ray_cluster: str
 ) -> None:
-    edit = EXAMPLES / "main_train_eval" / "hindsight" / "batch"
-    plain_dir = copy_project(EXAMPLES / "main_train_eval", tmp_path / "plain")
-    overlay(edit, plain_dir)
-    want = hindsight_lines(python("train.py", plain_dir).stdout)
-    work = tmp_path / "work"
-    shutil.copytree(recorded, work)
-    overlay(edit, work)
+    want, work = _batch_edit(recorded, tmp_path)
     rep = florc(
         [
             "replay",
