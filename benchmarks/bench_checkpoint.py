@@ -23,7 +23,7 @@ Every run uses a fresh copy of the workload in its own temporary folder, so stor
 accumulate. Writes benchmarks/results/checkpoint.json and the section between the
 `<!-- checkpoint:begin -->` and `<!-- checkpoint:end -->` markers of benchmarks/RESULTS.md (the
 rest of the file is kept). --quick shrinks the workloads and runs one repetition, for checking
-that the benchmark works: its results go to benchmarks/work/ only, never to RESULTS.md.
+that the benchmark works: its results go to benchmarks/scratch/ only, never to RESULTS.md.
 
 Usage: python benchmarks/bench_checkpoint.py [--reps N] [--threads N] [--quick] [--keep]
 """
@@ -51,8 +51,8 @@ HERE = Path(__file__).resolve().parent
 WORKLOADS_DIR = HERE / "workloads"
 RESULTS_MD = HERE / "RESULTS.md"
 RESULTS_JSON = HERE / "results" / "checkpoint.json"
-QUICK_JSON = HERE / "work" / "checkpoint_quick.json"
-QUICK_MD = HERE / "work" / "checkpoint_quick.md"
+QUICK_JSON = HERE / "scratch" / "checkpoint_quick.json"
+QUICK_MD = HERE / "scratch" / "checkpoint_quick.md"
 
 BEGIN, END = "<!-- checkpoint:begin -->", "<!-- checkpoint:end -->"
 BUDGETS = (0.01, 0.05, 0.10)
@@ -715,7 +715,7 @@ def main() -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="small workloads, one repetition; results to benchmarks/work/, not RESULTS.md",
+        help="small workloads, one repetition; results to benchmarks/scratch/, not RESULTS.md",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
     args = parser.parse_args()
