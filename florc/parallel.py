@@ -69,19 +69,17 @@ def plan_segments(targets: Sequence[int], anchors: Sequence[int], workers: int) 
                 groups.append([t])
         return groups
 
+    # binary search for the smallest feasible longest segment; one segment is always feasible
     lo = max(t + 1 - anchor(t) for t in targets)  # no segment can do less than its hardest target
     hi = targets[-1] + 1
-    best = greedy(hi) or [targets]
     while lo < hi:
         mid = (lo + hi) // 2
-        found = greedy(mid)
-        if found is not None:
-            best, hi = found, mid
-        else:
+        if greedy(mid) is None:
             lo = mid + 1
-    found = greedy(lo)
-    if found is not None:
-        best = found
+        else:
+            hi = mid
+    best = greedy(lo)
+    assert best is not None
     segments = [Segment(i, anchor(g[0]), g) for i, g in enumerate(best)]
     segments[-1].after_loop = True
     return segments

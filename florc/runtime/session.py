@@ -63,7 +63,6 @@ class Stats:
     checkpoints: int = 0
     unusable: int = 0
     skipped: int = 0  # opportunities the overhead budget passed over
-    capture_seconds: float = 0.0  # training-thread seconds spent checkpointing
     flush_seconds: float = 0.0  # waiting at the end for the last checkpoints to be written
     restored_blocks: int = 0
     probed_blocks: int = 0
@@ -200,9 +199,7 @@ class Session:
         if row is None or not row.usable or row.blob is None:
             return
         scope = st.Scope(frame)
-        paths = list(manifest["changeset"])
-        iterated = manifest.get("iterated", [])
-        paths += [p for p in iterated if p in st.loader_generators_in(scope, [p])]
+        paths = _checkpoint_paths(scope, manifest)
         try:
             recorded = self.load(row)
             now = st.capture(scope, paths, set())
@@ -247,8 +244,7 @@ class Session:
         policy = self.policy
         scope = st.Scope(frame)
         iterated = manifest.get("iterated", [])
-        paths = list(manifest["changeset"])
-        paths += [p for p in iterated if p in st.loader_generators_in(scope, [p])]
+        paths = _checkpoint_paths(scope, manifest)
         size = st.estimate_bytes(scope, paths) if policy.needs_size(loop_id) else None
         decision = policy.decide(loop_id, size)
         if not decision.take:
@@ -296,7 +292,6 @@ class Session:
         self._charge(time.perf_counter() - t0)  # includes waiting for room in the queue
 
     def _charge(self, seconds: float) -> None:
-        self.stats.capture_seconds += seconds
         if self.policy is not None:
             self.policy.charge_foreground(seconds)
 
@@ -333,6 +328,14 @@ class Session:
             self.stats.checkpoints -= written.unusable
             self.stats.unusable += written.unusable
             self.stats.notes.extend(f"checkpoint not written: {e}" for e in written.errors)
+
+
+def _checkpoint_paths(scope: st.Scope, manifest: dict[str, Any]) -> list[str]:
+    """What a loop's checkpoint holds: its changeset, and the DataLoaders it iterates over
+    (their generators decide the next epoch's shuffle)."""
+    iterated = manifest.get("iterated", [])
+    loaders = st.loader_generators_in(scope, iterated)
+    return [*manifest["changeset"], *(p for p in iterated if p in loaders)]
 
 
 def statement_codes(compiled: dict[str, Any]) -> dict[str, str]:
@@ -445,7 +448,6 @@ class MainLoop:
         self.in_iteration = False
         self.last_boundary = -1
         self.pending: list[int] = list(session.plan.targets) if session.plan else []
-        self.stop_after_restore = False
         if session.policy is not None:
             session.policy.start(loop_id)
 

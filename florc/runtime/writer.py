@@ -51,11 +51,8 @@ class _Item:
 class WriterStats:
     checkpoints: int = 0
     unusable: int = 0
-    blobs_written: int = 0
-    bytes_written: int = 0
-    blobs_shared: int = 0
+    blobs_shared: int = 0  # tensors already in the store: not written again
     cpu_seconds: float = 0.0
-    waited_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
 
@@ -113,7 +110,6 @@ class Writer:
                 while self._queued_bytes and self._queued_bytes + size > self.max_queue_bytes:
                     self._cond.wait()
                 waited = time.perf_counter() - t0
-                self.stats.waited_seconds += waited
             self._queue.append(item)
             self._queued_bytes += size
             self._cond.notify_all()
@@ -186,9 +182,4 @@ class Writer:
             blobs,
         )
         self.stats.checkpoints += 1
-        for b in blobs:
-            if b.written:
-                self.stats.blobs_written += 1
-                self.stats.bytes_written += b.stored
-            else:
-                self.stats.blobs_shared += 1
+        self.stats.blobs_shared += sum(not b.written for b in blobs)
