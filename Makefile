@@ -8,17 +8,18 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 # torch is always pinned. Extra pip arguments for the torch install only, e.g. a CPU-only
 # wheel index: make install TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu'
 TORCH_VERSION  := 2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: help install demo test lint bench
+.PHONY: help install demo test lint bench bench-full
 
 help: ## List the targets
 	@echo "florc make targets:"
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## Create .venv; install pinned torch, florc (editable, dev and ray extras), scikit-learn
 
@@ -38,7 +39,15 @@ test: install ## Run the test suite
 lint: install ## Run ruff on florc and tests
 	$(VENV)/bin/ruff check florc tests
 
-bench: install ## Run the benchmarks (record/replay, checkpoint overhead, parallel replay) into benchmarks/RESULTS.md
-	$(PYTHON) benchmarks/bench_record_replay.py
+# The benchmarks also need FlorDB (the peer they compare with) and matplotlib (plots).
+$(BENCH_STAMP): $(STAMP)
+	$(PIP) install -e '.[bench]'
+	@touch $@
+
+bench: $(BENCH_STAMP) ## Quick benchmark suite (about 10 min on 2 cores) into benchmarks/RESULTS.md
+	$(PYTHON) benchmarks/bench_suite.py
+
+bench-full: $(BENCH_STAMP) ## Full suite, checkpoint overhead vs budget, and plots (over an hour)
+	$(PYTHON) benchmarks/bench_suite.py --full
 	$(PYTHON) benchmarks/bench_checkpoint.py
-	$(PYTHON) benchmarks/bench_parallel_replay.py
+	$(PYTHON) benchmarks/plots.py

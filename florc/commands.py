@@ -537,9 +537,12 @@ def replay(
         s = session.stats
         for note in s.notes[:5]:
             _say(note)
-        summary = (
-            f"{s.restored_boundaries} epoch checkpoints and "
-            f"{s.restored_blocks} blocks restored, {s.probed_blocks} blocks re-executed"
+        summary = restore_summary(
+            s.restored_boundaries,
+            s.restored_blocks,
+            s.probed_blocks + s.rerun_cheaper,
+            s.rerun_cheaper,
+            s.bytes_read,
         )
     elapsed = time.perf_counter() - t0
     store.add_logs(replay_id, log_rows(lines, statement_codes(prep.result.to_dict())))
@@ -556,6 +559,14 @@ def replay(
     _say(verdict.line)
     store.close()
     return ReplayResult(replay_id, outcome, faithful, verdict.line)
+
+
+def restore_summary(boundaries: int, blocks: int, rerun: int, cheaper: int, read: int) -> str:
+    why = f" ({cheaper} of them because that was faster than restoring)" if cheaper else ""
+    return (
+        f"{boundaries} epoch checkpoints and {blocks} blocks restored, {rerun} blocks "
+        f"re-executed{why}; {read / 1e6:.1f} MB read"
+    )
 
 
 def _epochs_text(values: list[Any], iterations: list[int]) -> str:
@@ -625,7 +636,7 @@ def _run_workers(
     evidence: list[Any] = []
     records = []
     failed = []
-    restored = blocks = probed = 0
+    restored = blocks = probed = cheaper = read = 0
     for r in sorted(results, key=lambda r: r.segment.index):
         seg = r.segment
         record = {**dataclasses.asdict(seg), "ok": False, "error": "", "evidence": []}
@@ -649,7 +660,9 @@ def _run_workers(
         stats = r.output["stats"]
         restored += stats["restored_boundaries"]
         blocks += stats["restored_blocks"]
-        probed += stats["probed_blocks"]
+        probed += stats["probed_blocks"] + stats["rerun_cheaper"]
+        cheaper += stats["rerun_cheaper"]
+        read += stats["bytes_read"]
     for ln in lines:
         if ln.new:
             stream = sys.stdout if ln.stream == "stdout" else sys.stderr
@@ -664,8 +677,8 @@ def _run_workers(
         else RunOutcome("done", 0)
     )
     summary = (
-        f"{len(segments)} workers ({executor}); {restored} epoch checkpoints and {blocks} "
-        f"blocks restored, {probed} blocks re-executed"
+        f"{len(segments)} workers ({executor}); "
+        + restore_summary(restored, blocks, probed, cheaper, read)
     )
     return WorkersDone(outcome, lines, evidence, summary, records)
 
@@ -819,6 +832,8 @@ def replay_segment(
             "restored_boundaries": s.restored_boundaries,
             "restored_blocks": s.restored_blocks,
             "probed_blocks": s.probed_blocks,
+            "bytes_read": s.bytes_read,
+            "rerun_cheaper": s.rerun_cheaper,
             "notes": s.notes,
         },
     }

@@ -368,3 +368,47 @@ def test_checkpoints_of_classes_defined_in_the_script_are_written_after_it_ends(
     rows = store.checkpoints(1)
     assert len(rows) == 4 and all(r.usable for r in rows), [r.info for r in rows]
     store.close()
+
+
+# --- replay: restore or re-run ----------------------------------------------------------
+
+CHEAP_BLOCK = """\
+import numpy as np
+
+table = np.zeros(1_000_000)  # 8 MB of state, changed a little each epoch
+for epoch in range(5):
+    for i in range(3):
+        table[i] += epoch + i
+    # HINDSIGHT
+    print(f"epoch {epoch} {table[:3].sum()}")
+"""
+
+
+def test_a_block_faster_to_run_than_to_restore_is_run_again(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text(CHEAP_BLOCK)
+    rec = florc(["record", "--checkpoint-all", "train.py"], tmp_path)
+    assert rec.returncode == 0, rec.stderr
+    store = Store(tmp_path)
+    blocks = [c for c in store.checkpoints(1) if c.info.get("ran_seconds") is not None]
+    store.close()
+    assert len(blocks) == 5  # each block says how long it ran
+
+    edited = CHEAP_BLOCK.replace("# HINDSIGHT", 'print(f"HINDSIGHT e={epoch} {table[2]}")')
+    (tmp_path / "train.py").write_text(edited)
+    rep = florc(["replay", "train.py", "--epochs", "2-4"], tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    assert [x for x in rep.stdout.splitlines() if x.startswith("HINDSIGHT")] == [
+        f"HINDSIGHT e={e} {float(2 + sum(range(e + 1)) + 2 * e)}" for e in (2, 3, 4)
+    ]
+    # the epoch boundary is restored (the only way to skip epochs 0-1); the blocks run again
+    assert "because that was faster than restoring" in rep.stderr, rep.stderr
+    assert "fidelity: exact" in rep.stderr
+
+
+def test_restore_speed_starts_from_a_prior_then_learns() -> None:
+    from florc.runtime.session import RestoreSpeed
+
+    speed = RestoreSpeed()
+    assert speed.estimate(10**9) == pytest.approx(1.001)
+    speed.observe(10**8, 1.0)  # 100 MB/s measured here
+    assert speed.estimate(10**9) == pytest.approx(10.0)

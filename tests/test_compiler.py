@@ -199,3 +199,13 @@ def test_nondeterminism_is_reported_with_its_position(tmp_path: Path) -> None:
     assert any(w.startswith("train.py:8:") and "persistent_workers=True" in w for w in warnings)
     assert any(w.startswith("train.py:6:1:") and "cudnn.benchmark" in w for w in warnings)
     assert compile_text(tmp_path, LOADER).warnings == []
+
+
+def test_editing_a_comment_does_not_make_a_log_statement_new(tmp_path: Path) -> None:
+    from florc.transforms.align import align
+
+    recorded = "for epoch in range(3):\n    x = epoch\n    # TODO: log more\n    print(x)  # loss\n"
+    edited = "for epoch in range(3):\n    x = epoch\n    print('new', x)\n    print(x)\n"
+    result = align({"t.py": recorded}, {"t.py": edited}, tmp_path, "t.py")
+    assert result.new_statements == {"t.py:3"}
+    assert result.statement_map == {"t.py:4": "t.py:4"}

@@ -67,7 +67,34 @@ class Stats:
     restored_blocks: int = 0
     probed_blocks: int = 0
     restored_boundaries: int = 0
+    rerun_cheaper: int = 0  # blocks re-executed because that was faster than restoring them
+    bytes_read: int = 0  # checkpoint bytes read from the store (restores and fidelity checks)
     notes: list[str] = field(default_factory=list)
+
+
+class RestoreSpeed:
+    """Seconds to restore a checkpoint of n bytes, learnt from the restores of this replay.
+
+    Until a restore has been timed, restoring is assumed to run at PRIOR_BYTES_PER_SECOND plus
+    a fixed cost; then at the measured rate. Replay re-runs a block instead of restoring it when
+    the block ran faster than that at record (a GPU recomputes faster than a disk delivers).
+    """
+
+    PRIOR_BYTES_PER_SECOND = 1e9
+    FIXED_SECONDS = 0.001
+
+    def __init__(self) -> None:
+        self.nbytes = 0
+        self.seconds = 0.0
+
+    def observe(self, nbytes: int, seconds: float) -> None:
+        self.nbytes += nbytes
+        self.seconds += seconds
+
+    def estimate(self, nbytes: int) -> float:
+        if self.seconds > 0 and self.nbytes > 0:
+            return nbytes * self.seconds / self.nbytes
+        return self.FIXED_SECONDS + nbytes / self.PRIOR_BYTES_PER_SECOND
 
 
 class Session:
@@ -108,6 +135,7 @@ class Session:
         self.quiet = False  # replay in a worker: show nothing, the parent prints merged lines
         self.on_progress: Callable[[], None] | None = None  # a main-loop iteration completed
         self.evidence: list[fidelity.Evidence] = []  # replay: recomputed vs recorded
+        self.restore_speed = RestoreSpeed()  # replay: how fast checkpoints restore here
 
     def register(self, compiled: dict[str, Any]) -> None:
         for fm in compiled.get("files", {}).values():
@@ -236,9 +264,18 @@ class Session:
 
     # checkpoints ------------------------------------------------------------------
     def save(
-        self, loop_id: str, iteration: int, occurrence: int, frame: Any, manifest: dict[str, Any]
+        self,
+        loop_id: str,
+        iteration: int,
+        occurrence: int,
+        frame: Any,
+        manifest: dict[str, Any],
+        ran_seconds: float | None = None,
     ) -> None:
-        """Record: checkpoint a loop's changeset if the overhead budget allows it."""
+        """Record: checkpoint a loop's changeset if the overhead budget allows it.
+
+        ran_seconds: how long the block took to run; replay weighs it against restoring.
+        """
         assert self.writer is not None and self.policy is not None
         t0 = time.perf_counter()
         policy = self.policy
@@ -252,6 +289,8 @@ class Session:
             self._charge(time.perf_counter() - t0)
             return
         info: dict[str, Any] = {"format": checkpoint.FORMAT}
+        if ran_seconds is not None:
+            info["ran_seconds"] = round(ran_seconds, 6)
         problems = st.capture_iterated(scope, iterated)
         snap = None
         if problems:
@@ -296,13 +335,19 @@ class Session:
             self.policy.charge_foreground(seconds)
 
     def load(self, row: Any) -> st.Snapshot:
-        return checkpoint.decode(self.store.get_blob(row.blob), self.store.get_blob)
+        def read(digest: str) -> bytes:
+            data = self.store.get_blob(digest)
+            self.stats.bytes_read += len(data)
+            return data
+
+        return checkpoint.decode(read(row.blob), read)
 
     def try_restore(self, key: tuple[str, int, int], frame: Any) -> bool:
         assert self.plan is not None
         row = self.plan.checkpoints.get(key)
         if row is None or not row.usable or row.blob is None:
             return False
+        t0 = time.perf_counter()
         try:
             st.restore(st.Scope(frame), self.load(row))
         except (st.CannotRestore, OSError, ValueError) as exc:
@@ -310,7 +355,17 @@ class Session:
                 f"{key[0]} iteration {key[1]}: not restored ({exc}); re-executed"
             )
             return False
+        self.restore_speed.observe(row.nbytes, time.perf_counter() - t0)
         return True
+
+    def cheaper_to_rerun(self, key: tuple[str, int, int]) -> bool:
+        """Replay: would running this block again take less time than restoring its checkpoint?"""
+        assert self.plan is not None
+        row = self.plan.checkpoints.get(key)
+        if row is None or not row.usable:
+            return False
+        ran = row.info.get("ran_seconds")
+        return ran is not None and ran < self.restore_speed.estimate(row.nbytes)
 
     def finish(self) -> None:
         if self.mode == "record":
@@ -397,14 +452,20 @@ class Block:
         it = s.iteration if s.iteration is not None else -1
         self.occurrence = s.occurrences.get(self.loop_id, 0)
         s.occurrences[self.loop_id] = self.occurrence + 1
+        self.compare = True
         if s.mode == "replay" and not self.manifest["unbounded"]:
             assert s.plan is not None
+            key = (self.loop_id, it, self.occurrence)
             probed = self.loop_id in s.plan.probed and not s.silent
-            if not probed and s.try_restore((self.loop_id, it, self.occurrence), sys._getframe(1)):
+            if not probed and s.cheaper_to_rerun(key):
+                self.compare = False  # comparing would read the checkpoint after all
+                s.stats.rerun_cheaper += 1
+            elif not probed and s.try_restore(key, sys._getframe(1)):
                 self.run = False
                 s.stats.restored_blocks += 1
             else:
                 s.stats.probed_blocks += 1
+        self.started = time.perf_counter()
         return self
 
     def iterate(self, iterable: Iterable[Any]) -> Iterator[Any]:
@@ -428,8 +489,9 @@ class Block:
         if exc_type is None and self.run and not self.manifest["unbounded"]:
             it = s.iteration if s.iteration is not None else -1
             if s.mode == "record":
-                s.save(self.loop_id, it, self.occurrence, sys._getframe(1), self.manifest)
-            else:
+                ran = time.perf_counter() - self.started
+                s.save(self.loop_id, it, self.occurrence, sys._getframe(1), self.manifest, ran)
+            elif self.compare:
                 s.compare_block(self.loop_id, it, self.occurrence, sys._getframe(1), self.manifest)
 
 

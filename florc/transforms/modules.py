@@ -209,7 +209,7 @@ class _Collector(cst.CSTVisitor):
         if self.info.finder.is_log_statement(node):
             line, col = self.info.position(node)
             loops = [lp for lp in self.loop_stack[-1] if lp is not None]
-            code = cst.Module([]).code_for_node(node).strip()
+            code = cst.Module([]).code_for_node(_without_comments(node)).strip()
             self.info.log_statements.append(
                 LogStatementInfo(
                     node,  # type: ignore[arg-type]
@@ -284,3 +284,11 @@ class _Collector(cst.CSTVisitor):
 
 def _normalise(code: str) -> str:
     return " ".join(code.split())
+
+
+def _without_comments(node: cst.CSTNode) -> cst.CSTNode:
+    """A statement line without the comment lines above it or the comment after it: editing a
+    comment must not make a log statement look new."""
+    if isinstance(node, cst.SimpleStatementLine):
+        return node.with_changes(leading_lines=(), trailing_whitespace=cst.TrailingWhitespace())
+    return node
