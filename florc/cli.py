@@ -36,9 +36,9 @@ def cli() -> None:
 @click.option(
     "--overhead",
     type=float,
-    default=DEFAULT_BUDGET,
-    show_default=True,
-    help="Checkpointing may add at most this fraction of training time.",
+    default=None,
+    help="Checkpointing may add at most this fraction of training time "
+    f"(default: [tool.florc] overhead, else {DEFAULT_BUDGET}).",
 )
 @click.option(
     "--checkpoint-all",
@@ -54,7 +54,7 @@ def cli() -> None:
 @click.argument("script")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 def record(
-    overhead: float,
+    overhead: float | None,
     checkpoint_all: bool,
     compress: bool,
     deterministic: bool,
@@ -159,11 +159,59 @@ def segment(
 
 
 @cli.command()
-@click.argument("script")
+@click.argument("scripts", nargs=-1)
 @click.option("--report", is_flag=True, help="Print the analysis instead of the code.")
-def instrument(script: str, report: bool) -> None:
-    """Print SCRIPT as florc instruments it (or, with --report, what the analysis found)."""
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Instrument the training scripts among SCRIPTS (all of the project's when none are "
+    "given), print path:line:col for each that cannot be, keep the rest in the compile cache. "
+    "Exit status 1 if any failed. Never modifies files.",
+)
+@click.option("--staged", is_flag=True, help="With --check: the Python files staged in git.")
+def instrument(scripts: tuple[str, ...], report: bool, check: bool, staged: bool) -> None:
+    """Print SCRIPT as florc instruments it (or, with --report, what the analysis found).
+
+    With --check (what the commit hooks run): check that training scripts can be instrumented.
+    """
+    if check or staged:
+        result = commands.check(list(scripts), staged, Path.cwd())
+        for line in result.problems:
+            click.echo(line, err=True)
+        for line in result.notes:
+            click.echo(f"florc: {line}", err=True)
+        if result.checked or result.problems:
+            click.echo(
+                f"florc: {len(result.checked)} training scripts instrumented and cached, "
+                f"{len(result.problems)} failed",
+                err=True,
+            )
+        sys.exit(1 if result.problems else 0)
+    if len(scripts) != 1:
+        raise click.UsageError("give one SCRIPT (or --check to check several)")
+    script = scripts[0]
     click.echo(commands.report(script) if report else commands.instrument(script), nl=False)
+
+
+@cli.group()
+def hook() -> None:
+    """Instrument training scripts on every commit (a git pre-commit hook)."""
+
+
+@hook.command("install")
+def hook_install() -> None:
+    """Add florc's check to this repository's pre-commit hook (an existing hook is kept)."""
+    from florc import hooks
+
+    click.echo(hooks.install(Path.cwd()))
+
+
+@hook.command("uninstall")
+def hook_uninstall() -> None:
+    """Take florc's check out of the pre-commit hook, leaving the rest as it was."""
+    from florc import hooks
+
+    click.echo(hooks.uninstall(Path.cwd()))
 
 
 @cli.command()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from florc import __version__
+from florc import __version__, compile_cache, config
 from florc.errors import FlorcError, UsageError
 from florc.parallel import (
     PROGRESS_PREFIX,
@@ -39,11 +39,12 @@ from florc.runtime.files import FileSandbox
 from florc.runtime.policy import DEFAULT_BUDGET, CheckpointPolicy
 from florc.runtime.runner import ProjectImportHook, RunOutcome, run_script
 from florc.runtime.session import LogLine, ReplayPlan, Session, log_rows, statement_codes
-from florc.runtime.store import Store, find_root
+from florc.runtime.store import Store, find_root, store_location
 from florc.runtime.writer import CheckpointJob, Writer
-from florc.transforms.align import align
-from florc.transforms.compiler import CompileResult, compile_project, identifiers, is_project_file
-from florc.transforms.instrument import compile_instrumented
+from florc.transforms.manifest import CompileResult, compile_instrumented, is_project_file
+
+# The compiler (libcst) is imported where it is used: a record whose compile result is in the
+# cache never loads it.
 
 START_LOOP = "<start>"
 
@@ -128,12 +129,84 @@ def _mb(n: int) -> str:
 
 
 def instrument(script: str) -> str:
+    from florc.transforms.compiler import compile_project
+
     path = _script_path(script)
     result = compile_project(path, find_root(path))
     return result.files[result.script].instrumented
 
 
+@dataclass
+class CheckResult:
+    problems: list[str]  # "path:line:col: message" -- these fail the check
+    notes: list[str]  # said, but not failures
+    checked: list[str]  # training scripts instrumented (and cached)
+    ignored: list[str]  # Python files that are not training scripts
+
+
+def check(files: list[str], staged: bool, cwd: Path) -> CheckResult:
+    """Instrument each training script among files (or the staged ones); keep the results in
+    the compile cache. What `florc instrument --check` and the commit hooks run."""
+    from florc import hooks
+
+    if staged:
+        paths = hooks.staged_python_files(cwd)
+    elif files:
+        paths = [cwd / f for f in files]
+    else:
+        root = find_root(cwd / "x.py")
+        paths = sorted(p for p in root.rglob("*.py") if is_project_file(p, root))
+    out = CheckResult([], [], [], [])
+    for path in paths:
+        if not path.is_file():
+            continue  # deleted, or not a file: nothing to instrument
+        root = find_root(path)
+        cfg = config.load(root)
+        rel = path.resolve().relative_to(root.resolve()).as_posix()
+        if not cfg.is_training_script(path, root):
+            out.ignored.append(rel)
+            continue
+        problem, note = _check_one(path, root, rel, cfg)
+        if problem:
+            out.problems.append(problem)
+        else:
+            out.checked.append(rel)
+        if note:
+            out.notes.append(note)
+        if staged and not problem and hooks.unstaged_changes(path):
+            out.notes.append(f"{rel}: has unstaged changes; the working-tree version was checked")
+    return out
+
+
+def _check_one(path: Path, root: Path, rel: str, cfg: config.Config) -> tuple[str, str]:
+    """(problem, note) for one training script; on success its compile result is cached."""
+    from florc.errors import SourceError
+    from florc.transforms.compiler import compile_project
+
+    try:
+        result = compile_project(path, root)
+    except SourceError as exc:
+        return str(exc), ""
+    except FlorcError as exc:
+        return f"{rel}:1:1: {exc}", ""
+    except Exception as exc:  # noqa: BLE001 -- a compiler bug must not pass as a good script
+        return (
+            f"{rel}:1:1: florc could not instrument this script ({type(exc).__name__}: {exc}); "
+            "please report this with the script",
+            "",
+        )
+    if result.main_loop is None:
+        message = f"{rel}:1:1: no main loop found: {result.main_loop_reason}"
+        if cfg.configured_scripts:
+            return message + f" (it is a training script by {cfg.source} scripts)", ""
+        return "", "note: " + message
+    compile_cache.store(result, path, root, store_location(root))
+    return "", ""
+
+
 def report(script: str) -> str:
+    from florc.transforms.compiler import compile_project
+
     path = _script_path(script)
     result = compile_project(path, find_root(path))
     out = []
@@ -182,25 +255,43 @@ class RecordResult:
     outcome: RunOutcome
 
 
+def _compile_for_record(path: Path, root: Path, store_dir: Path) -> tuple[CompileResult, bool]:
+    """The script's compile result: from the compile cache if this version is there (True)."""
+    cached = compile_cache.lookup(path, root, store_dir)
+    if cached is not None:
+        return cached, True
+    from florc.transforms.compiler import compile_project
+
+    result = compile_project(path, root)
+    try:
+        compile_cache.store(result, path, root, store_dir)
+    except OSError:
+        pass  # a cache that cannot be written only costs the next record a compile
+    return result, False
+
+
 def record(
     script: str,
     args: list[str],
     store_dir: Path | None = None,
-    overhead: float = DEFAULT_BUDGET,
+    overhead: float | None = None,
     compress: bool = False,
     checkpoint_all: bool = False,
     deterministic: bool = False,
 ) -> RecordResult:
+    path = _script_path(script)
+    root = find_root(path)
     if checkpoint_all:
         overhead = math.inf
+    elif overhead is None:
+        configured = config.load(root).overhead
+        overhead = DEFAULT_BUDGET if configured is None else configured
     elif not 0 <= overhead <= 1:
         raise UsageError(
             f"--overhead {overhead}: give a fraction of training time between 0 and 1, "
             "e.g. 0.05 for 5%"
         )
-    path = _script_path(script)
-    root = find_root(path)
-    result = compile_project(path, root)
+    result, cached = _compile_for_record(path, root, store_location(root, store_dir))
     code = _code_for(result, result.script)
     for warning in result.warnings:
         _say(f"warning: {warning}")
@@ -220,8 +311,9 @@ def record(
     session = Session("record", store, run_id, result.to_dict(), writer=writer, policy=policy)
     where = store.dir.relative_to(root) if store.dir.is_relative_to(root) else store.dir
     policy_text = "every opportunity" if checkpoint_all else f"overhead budget {overhead:.0%}"
+    how = "instrumented (compile cache hit)" if cached else "instrumented"
     _say(
-        f"instrumented {result.script} ({_describe_main(result)}) · run {run_id} · "
+        f"{how} {result.script} ({_describe_main(result)}) · run {run_id} · "
         f"store {where}/ · checkpoints: {policy_text}"
     )
     writer.submit_checkpoint(
@@ -392,6 +484,9 @@ def _prepare_replay(
     if meta is None or meta["kind"] != "record":
         known = ", ".join(str(r["id"]) for r in store.runs("record")) or "none"
         raise UsageError(f"run {run} is not a recorded run in {store.dir} (recorded runs: {known})")
+    from florc.transforms.align import align
+    from florc.transforms.compiler import compile_project, identifiers
+
     recorded = store.sources(run)
     known_names = {rel: identifiers(text) for rel, text in recorded.items()}
     result = compile_project(path, root, known_names=known_names)

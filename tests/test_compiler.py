@@ -10,7 +10,7 @@ import pytest
 
 from florc.errors import SourceError
 from florc.transforms.compiler import compile_project
-from florc.transforms.instrument import compile_instrumented
+from florc.transforms.manifest import compile_instrumented
 
 TRAIN = '''\
 """A tiny training script."""

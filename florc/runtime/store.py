@@ -151,12 +151,32 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def ignore_in_git(folder: Path) -> None:
+    """A `.gitignore` of `*` in the store, so that git never picks it up."""
+    marker = folder / ".gitignore"
+    if not marker.exists():
+        try:
+            marker.write_text("# florc's store: never committed\n*\n")
+        except OSError:
+            pass
+
+
+def store_location(root: Path, location: Path | None = None) -> Path:
+    """Where the project's store is: location if given, else the configured store, else .florc."""
+    if location is not None:
+        return location
+    from florc import config
+
+    return config.load(root).store or root / STORE_DIRNAME
+
+
 class Store:
     def __init__(self, root: Path, location: Path | None = None) -> None:
         self.root = root
         self._lock: Any = None
-        self.dir = location if location is not None else root / STORE_DIRNAME
+        self.dir = store_location(root, location)
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ignore_in_git(self.dir)
         (self.dir / "blobs").mkdir(mode=0o700, exist_ok=True)
         (self.dir / "replays").mkdir(mode=0o700, exist_ok=True)
         self.db = sqlite3.connect(self.dir / "florc.db", timeout=60, isolation_level=None)

@@ -9,71 +9,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import libcst as cst
 
-from florc import __version__
 from florc.errors import SourceError
 from florc.transforms.effects import Project, function_key
 from florc.transforms.instrument import instrument, loops_not_instrumented
+from florc.transforms.manifest import CompileResult, FileManifest, LoopManifest, is_project_file
 from florc.transforms.modules import LoopInfo, ModuleInfo, analyse_module, read_source
 from florc.transforms.nondeterminism import find_nondeterminism
 from florc.transforms.syntax import RESERVED_PREFIX, dotted, names_in
-
-
-@dataclass
-class LoopManifest:
-    loop_id: str
-    relpath: str
-    line: int
-    col: int
-    kind: str
-    scope: str
-    parent_loop: str | None
-    changeset: list[str]  # access paths "model", "self.step", "@pkg.mod:name"
-    bound: list[str]  # names the loop binds
-    required: list[str]  # paths that must be restored (the rest are kept when possible)
-    iterated: list[str]  # paths only iterated over (re-iterables need no restore)
-    unbounded: list[str]  # reasons, "path:line:col: why"; non-empty -> re-executed at replay
-    callees: list[str]
-    log_statements: list[str]  # normalised code of log statements lexically inside
-    instrumented: bool = True
-
-
-@dataclass
-class FileManifest:
-    relpath: str
-    module_name: str
-    path: str
-    source: str
-    sha256: str
-    instrumented: str
-    loops: list[LoopManifest] = field(default_factory=list)
-    log_statements: list[dict[str, object]] = field(default_factory=list)
-    functions: dict[str, list[str]] = field(default_factory=dict)  # qualname -> log code inside
-
-
-@dataclass
-class CompileResult:
-    script: str  # relpath of the entry script
-    root: str
-    main_loop: str | None
-    main_loop_reason: str
-    files: dict[str, FileManifest]  # by relpath
-    florc_version: str = __version__
-    warnings: list[str] = field(default_factory=list)  # "path:line:col: ..." nondeterminism
-
-    def loop(self, loop_id: str) -> LoopManifest | None:
-        relpath = loop_id.rsplit(":", 2)[0]
-        fm = self.files.get(relpath)
-        if fm is None:
-            return None
-        return next((lp for lp in fm.loops if lp.loop_id == loop_id), None)
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def _path_text(p: tuple[str, ...]) -> str:
@@ -131,15 +77,6 @@ def _imported_files(info: ModuleInfo, root: Path) -> list[Path]:
 
     info.tree.visit(V())
     return out
-
-
-def is_project_file(path: Path, root: Path) -> bool:
-    try:
-        rel = path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    bad = {"site-packages", "dist-packages", ".florc", ".venv", "venv", ".git", "__pycache__"}
-    return not any(p in bad for p in rel.parts) and path.suffix == ".py"
 
 
 def _check_reserved(info: ModuleInfo) -> None:
