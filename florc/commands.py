@@ -13,6 +13,7 @@ import math
 import os
 import platform
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -322,15 +323,23 @@ def record(
     t0 = time.perf_counter()
     outcome = run_script(session, code, path, args, _hook(result, root, session))
     elapsed = time.perf_counter() - t0
-    torch = sys.modules.get("torch")
-    if torch is not None:  # replay workers use as many threads, for the same floating point
-        store.update_env(run_id, {"torch_threads": torch.get_num_threads()})
-    store.finish_run(run_id, outcome.status, outcome.exit_code)
-    iterations = len(store.iterations(run_id))
-    total, stored = store.run_bytes(run_id)
+    status = outcome.status
+    if writer.stopped is not None and status == "done":
+        status = "partial"  # the script finished; its checkpoints stopped part-way
+    try:
+        _finish_record(store, run_id, status, outcome)
+        iterations = len(store.iterations(run_id))
+        total, stored = store.run_bytes(run_id)
+    except (sqlite3.Error, OSError) as exc:
+        # The store cannot be written any more (disk full, ...): the training itself is done
+        # and its exit status stands; the run will show as killed (its process is gone).
+        _say(f"warning: could not mark run {run_id} as {status} in the store ({exc})")
+        if outcome.error and outcome.status != "done":
+            _say(outcome.error)
+        return RecordResult(run_id, outcome)
     s = session.stats
     line = (
-        f"run {run_id} {outcome.status} — {iterations} main-loop iterations, "
+        f"run {run_id} {status} — {iterations} main-loop iterations, "
         f"{s.checkpoints} checkpoints ({_mb(total)}, {_mb(stored)} stored)"
     )
     if s.skipped:
@@ -354,6 +363,13 @@ def record(
         _say(outcome.error)
     store.close()
     return RecordResult(run_id, outcome)
+
+
+def _finish_record(store: Store, run_id: int, status: str, outcome: RunOutcome) -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None:  # replay workers use as many threads, for the same floating point
+        store.update_env(run_id, {"torch_threads": torch.get_num_threads()})
+    store.finish_run(run_id, status, outcome.exit_code)
 
 
 def _make_deterministic() -> None:
@@ -451,7 +467,9 @@ class PreparedReplay:
             new_statements=self.alignment.new_statements,
             run_after_loop=run_after_loop,
             checkpoints=self.checkpoints,
-            final_boundary=len(self.iterations) if self.meta["status"] == "done" else None,
+            final_boundary=(
+                len(self.iterations) if self.meta["status"] in ("done", "partial") else None
+            ),
             statement_map=self.alignment.statement_map,
             recorded_values=recorded_values,
         )
@@ -505,6 +523,9 @@ def _prepare_replay(
                 "replaying with changes that are not log statements (results marked unfaithful):\n"
                 + listing
             )
+    if announce:
+        for note in _version_differences(meta["env"], _env()):
+            _say(f"warning: run {run} {note}")
     main = result.main_loop
     if main != meta["main_loop"]:
         raise FlorcError(
@@ -550,7 +571,13 @@ def _run_replay_session(
     start = prep.checkpoints.get((START_LOOP, 0, 0))
     if start is not None and start.blob:
         st.start_rng()  # imports numpy, as record did
-        st.restore_rng(session.load(start).rng)
+        try:
+            st.restore_rng(session.load(start).rng)
+        except (OSError, ValueError) as exc:
+            _say(
+                f"warning: the recorded start state (random generators) cannot be read ({exc}); "
+                "a script that does not seed them may replay differently (see the fidelity line)"
+            )
     sandbox = FileSandbox(prep.root, files, prep.store.dir)
     session.on_final_restore = sandbox.forget
     t0 = time.perf_counter()
@@ -662,6 +689,23 @@ def restore_summary(boundaries: int, blocks: int, rerun: int, cheaper: int, read
         f"{boundaries} epoch checkpoints and {blocks} blocks restored, {rerun} blocks "
         f"re-executed{why}; {read / 1e6:.1f} MB read"
     )
+
+
+def _version_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between the software a run was recorded with and this replay's.
+
+    Checkpoints carry their own format number and the store its schema version (both checked
+    where they are read); a different torch, numpy or Python can still change floating-point
+    results, so replay says so and its fidelity line reports what it found."""
+    out = []
+    for name in ("florc", "torch", "numpy", "python"):
+        was, is_ = recorded.get(name), now.get(name)
+        if was and is_ and was != is_:
+            out.append(
+                f"was recorded with {name} {was}, this replay runs {name} {is_}: values may "
+                "differ in the last digits (the fidelity line below reports any difference)"
+            )
+    return out
 
 
 def _epochs_text(values: list[Any], iterations: list[int]) -> str:

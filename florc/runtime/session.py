@@ -67,6 +67,7 @@ class Stats:
     restored_blocks: int = 0
     probed_blocks: int = 0
     restored_boundaries: int = 0
+    stopped_warned: bool = False  # record: said once that checkpoints could not be written
     rerun_cheaper: int = 0  # blocks re-executed because that was faster than restoring them
     bytes_read: int = 0  # checkpoint bytes read from the store (restores and fidelity checks)
     notes: list[str] = field(default_factory=list)
@@ -277,6 +278,9 @@ class Session:
         ran_seconds: how long the block took to run; replay weighs it against restoring.
         """
         assert self.writer is not None and self.policy is not None
+        if self.writer.stopped is not None:
+            self._warn_stopped()
+            return
         t0 = time.perf_counter()
         policy = self.policy
         scope = st.Scope(frame)
@@ -330,6 +334,16 @@ class Session:
         self.stats.checkpoints += 1
         self._charge(time.perf_counter() - t0)  # includes waiting for room in the queue
 
+    def _warn_stopped(self) -> None:
+        """Say once that checkpoints can no longer be written, and why."""
+        if self.writer is None or self.writer.stopped is None or self.stats.stopped_warned:
+            return
+        self.stats.stopped_warned = True
+        sys.stderr.write(
+            f"florc: warning: checkpoints stopped ({self.writer.stopped}); training goes on, "
+            "and replay will re-execute from the last checkpoint written\n"
+        )
+
     def _charge(self, seconds: float) -> None:
         if self.policy is not None:
             self.policy.charge_foreground(seconds)
@@ -379,8 +393,9 @@ class Session:
             # the script has ended and waits for the last checkpoints to be durable: a cost too
             self.stats.flush_seconds = time.perf_counter() - t0
             self._charge(self.stats.flush_seconds)
+            self._warn_stopped()
             written = self.writer.stats
-            self.stats.checkpoints -= written.unusable
+            self.stats.checkpoints -= written.unusable + written.dropped
             self.stats.unusable += written.unusable
             self.stats.notes.extend(f"checkpoint not written: {e}" for e in written.errors)
 

@@ -343,12 +343,16 @@ class Store:
                 codec, payload = CODEC_ZSTD, memoryview(packed)
         path.parent.mkdir(mode=0o700, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(BLOB_MAGIC + bytes([codec, 0, 0, 0]))
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(BLOB_MAGIC + bytes([codec, 0, 0, 0]))
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # never leave a partial blob behind (disk full, ...)
+            raise
         if sync_dir:
             _fsync_dir(path.parent)
         return BlobInfo(sha, view.nbytes, payload.nbytes + 8, codec, written=True)

@@ -51,6 +51,7 @@ class _Item:
 class WriterStats:
     checkpoints: int = 0
     unusable: int = 0
+    dropped: int = 0  # checkpoints not written because writing failed (disk full, ...)
     blobs_shared: int = 0  # tensors already in the store: not written again
     cpu_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
@@ -74,6 +75,8 @@ class Writer:
         self._cond = threading.Condition()
         self._ready = threading.Event()
         self._failed_open: BaseException | None = None
+        # why checkpoints are no longer written (the disk is full, the store not writable, ...)
+        self.stopped: str | None = None
         self._thread = threading.Thread(target=self._work, name="florc-writer", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -150,6 +153,24 @@ class Writer:
         store.close()
 
     def _write(self, store: Store, job: CheckpointJob) -> None:
+        if self.stopped is not None:
+            job.snapshot = st.Snapshot()
+            self.stats.dropped += 1
+            return
+        try:
+            self._write_checkpoint(store, job)
+        except OSError as exc:
+            self.stats.dropped += 1
+            # The disk is full, a quota or file size limit is hit, the store became read-only:
+            # stop checkpointing (training goes on; replay re-executes from the last checkpoint).
+            # Nothing half-written is visible: blobs are renamed into place only when complete,
+            # and this checkpoint's index row was never committed.
+            self.stopped = f"{exc.strerror or type(exc).__name__}" + (
+                f": {exc.filename}" if exc.filename else ""
+            )
+            self.stats.errors.append(f"{job.loop} iteration {job.iteration}: {self.stopped}")
+
+    def _write_checkpoint(self, store: Store, job: CheckpointJob) -> None:
         info = dict(job.info)
         try:
             enc = checkpoint.encode(job.snapshot)
