@@ -108,6 +108,27 @@ def test_a_folder_or_missing_file_is_not_a_script(tmp_path: Path) -> None:
 # --- the script fails, is interrupted, is killed ----------------------------------------
 
 
+def test_a_script_that_fails_mid_training_keeps_its_epochs(tmp_path: Path) -> None:
+    text = script(epochs=8).replace(
+        '    print(f"epoch', '    if epoch == 5:\n        raise RuntimeError("diverged")\n    print(f"epoch'
+    )
+    (tmp_path / "train.py").write_text(text)
+    rec = florc(["record", "--checkpoint-all", "train.py"], tmp_path)
+    assert rec.returncode == 1  # what `python train.py` exits with
+    assert "RuntimeError: diverged" in rec.stderr  # the script's own traceback, as Python shows it
+    (run,) = runs(tmp_path)
+    assert run["status"] == "failed" and run["checkpoints"] > 0
+    (tmp_path / "train.py").write_text(edited(text))
+    rep = florc(["replay", "train.py", "--epochs", "0-4"], tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "train.py").write_text(edited(text))
+    assert hindsight(rep.stdout) == hindsight(python("train.py", plain).stdout)[:5]
+    out = florc(["replay", "train.py", "--epochs", "6"], tmp_path)
+    assert out.returncode == 2 and "the recorded range is 0-5" in out.stderr
+
+
 def test_ctrl_c_during_record_keeps_what_was_written(tmp_path: Path) -> None:
     text = script(epochs=200, sleep=0.05)
     (tmp_path / "train.py").write_text(text)
