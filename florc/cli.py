@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,21 @@ from florc.errors import FlorcError
 from florc.runtime.policy import DEFAULT_BUDGET
 
 SCRIPT_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+
+
+def _run_with_hash_seed(seed: str | None) -> None:
+    """Run this command in a process whose string hashing uses `seed`.
+
+    The order of a set of strings (a vocabulary built with set(), say) depends on PYTHONHASHSEED,
+    which Python draws at random at start-up. Record pins one and keeps it with the run; replay,
+    its workers and verify run with the same. Changing it needs a new interpreter: re-exec.
+    """
+    if seed is None or os.environ.get("PYTHONHASHSEED") == seed:
+        return
+    os.environ["PYTHONHASHSEED"] = seed
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "florc", *sys.argv[1:]])
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -65,6 +82,8 @@ def record(
 
     florc options go before SCRIPT: florc record --overhead 0.02 train.py --lr 0.1
     """
+    if os.environ.get("PYTHONHASHSEED", "random") == "random":
+        _run_with_hash_seed(str(random.SystemRandom().randint(1, 2**32 - 1)))
     args = list(script_args)
     if args and args[0] == "--":
         args = args[1:]
@@ -120,6 +139,7 @@ def replay(
 
     Ends with a fidelity line: whether the values replay recomputed match the recording.
     """
+    _run_with_hash_seed(commands.recorded_hash_seed(script, run_id))
     result = commands.replay(
         script,
         epochs,
@@ -139,6 +159,7 @@ def replay(
 def verify(run_id: int | None, sample: int) -> None:
     """Re-execute the blocks of a few recorded epochs of RUN (default: the latest) and compare
     them with the recording. Exit status 1 if they diverged."""
+    _run_with_hash_seed(commands.recorded_hash_seed(None, run_id, _root()))
     result = commands.verify(_root(), run_id, sample)
     code = result.outcome.exit_code
     sys.exit(code or (1 if "diverged" in result.fidelity else 0))

@@ -305,6 +305,7 @@ def record(
     env["git_commit"] = _git_commit(root)
     env["overhead_budget"] = None if checkpoint_all else overhead
     env["compress"] = compress
+    env["hash_seed"] = os.environ.get("PYTHONHASHSEED")  # the CLI pins it (cli.py)
     run_id = store.create_run("record", result.script, args, env, main_loop=result.main_loop)
     store.add_sources(run_id, {rel: fm.source for rel, fm in result.files.items()})
     writer = Writer(root, store.dir, compress=compress)
@@ -318,7 +319,9 @@ def record(
         f"store {where}/ · checkpoints: {policy_text}"
     )
     writer.submit_checkpoint(
-        CheckpointJob(run_id, START_LOOP, 0, 0, st.Snapshot(rng=st.start_rng()), {})
+        CheckpointJob(
+            run_id, START_LOOP, 0, 0, st.Snapshot(rng=st.start_rng(_imports_torch(result))), {}
+        )
     )
     t0 = time.perf_counter()
     outcome = run_script(session, code, path, args, _hook(result, root, session))
@@ -363,6 +366,35 @@ def record(
         _say(outcome.error)
     store.close()
     return RecordResult(run_id, outcome)
+
+
+_TORCH_IMPORT = re.compile(r"^\s*(?:import|from)\s+torch\b", re.MULTILINE)
+
+
+def _imports_torch(result: CompileResult) -> bool:
+    return any(_TORCH_IMPORT.search(fm.source) for fm in result.files.values())
+
+
+def recorded_hash_seed(script: str | None, run: int | None, root: Path | None = None) -> str | None:
+    """The PYTHONHASHSEED a recorded run ran with; None if unknown (the command will say why)."""
+    try:
+        if script is not None:
+            path = _script_path(script)
+            root = find_root(path)
+        assert root is not None
+        store = Store(root)
+        try:
+            if run is None and script is not None:
+                run = store.latest_run(str(path.relative_to(root)))
+            elif run is None:
+                recorded = store.runs("record")
+                run = recorded[-1]["id"] if recorded else None
+            meta = store.run(run) if run is not None else None
+        finally:
+            store.close()
+    except (FlorcError, OSError, sqlite3.Error):
+        return None
+    return (meta or {}).get("env", {}).get("hash_seed")
 
 
 def _finish_record(store: Store, run_id: int, status: str, outcome: RunOutcome) -> None:
@@ -570,14 +602,16 @@ def _run_replay_session(
     session.on_progress = on_progress
     start = prep.checkpoints.get((START_LOOP, 0, 0))
     if start is not None and start.blob:
-        st.start_rng()  # imports numpy, as record did
         try:
-            st.restore_rng(session.load(start).rng)
+            rng = session.load(start).rng
         except (OSError, ValueError) as exc:
             _say(
                 f"warning: the recorded start state (random generators) cannot be read ({exc}); "
                 "a script that does not seed them may replay differently (see the fidelity line)"
             )
+        else:
+            st.start_rng(with_torch="torch" in rng)  # import what record imported, then restore
+            st.restore_rng(rng)
     sandbox = FileSandbox(prep.root, files, prep.store.dir)
     session.on_final_restore = sandbox.forget
     t0 = time.perf_counter()

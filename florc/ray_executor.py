@@ -24,11 +24,15 @@ from florc.parallel import Progress, Segment, WorkerResult
 MAX_RETRIES = 2
 
 
-def _run_segment(cmd: list[str], cwd: str, threads: int) -> dict[str, Any]:
+def _run_segment(
+    cmd: list[str], cwd: str, threads: int, hash_seed: str | None = None
+) -> dict[str, Any]:
     """Body of the Ray task: run one worker; return its exit status and output."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
+    if hash_seed is not None:  # string hashing as in the recording (set order of str keys)
+        env["PYTHONHASHSEED"] = hash_seed
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     output_path = Path(cmd[cmd.index("--output") + 1])
     try:
@@ -86,7 +90,7 @@ def run_segments_on_ray(
                 num_cpus=min(cpus_each, cpus),
                 num_gpus=1 if gpus else 0,
                 max_retries=MAX_RETRIES,
-            ).remote(command(seg, out), str(cwd), threads)
+            ).remote(command(seg, out), str(cwd), threads, os.environ.get("PYTHONHASHSEED"))
             refs[ref] = seg
         results = []
         pending = list(refs)

@@ -42,9 +42,59 @@ def python(script: str, cwd: Path, args: list[str] | None = None) -> Result:
 
 def copy_project(src: Path, dst: Path) -> Path:
     shutil.copytree(
-        src, dst, ignore=shutil.ignore_patterns("hindsight", "__pycache__", ".florc", "*.pt")
+        src,
+        dst,
+        ignore=shutil.ignore_patterns(
+            "hindsight", "hindsight.edits", "__pycache__", ".florc", "*.pt"
+        ),
     )
     return dst
+
+
+@dataclass
+class Edit:
+    """Lines added to a file of a project: after (or before) an anchor line, or at its end."""
+
+    file: str
+    where: str  # "after", "before" or "end"
+    anchor: str
+    lines: list[str]
+
+    def apply(self, project: Path) -> None:
+        path = project / self.file
+        text = path.read_text().splitlines(keepends=True)
+        if self.where == "end":
+            text.append("".join(f"{line}\n" for line in self.lines))
+        else:
+            hits = [i for i, line in enumerate(text) if line.strip() == self.anchor]
+            assert len(hits) == 1, f"{self.file}: anchor {self.anchor!r} found {len(hits)} times"
+            i = hits[0]
+            indent = text[i][: len(text[i]) - len(text[i].lstrip())]
+            at = i + 1 if self.where == "after" else i
+            text[at:at] = [f"{indent}{line}\n" for line in self.lines]
+        path.write_text("".join(text))
+
+
+def read_edits(path: Path) -> dict[str, list[Edit]]:
+    """A `hindsight.edits` file: sections `== NAME`, each with optional `file: PATH`, then
+    `after: LINE`, `before: LINE` or `at end`, then the lines to add (indented like the anchor).
+    Several edits may follow one another in a section."""
+    edits: dict[str, list[Edit]] = {}
+    name, file = "", "train.py"
+    for raw in path.read_text().splitlines():
+        if raw.startswith("== "):
+            name, file = raw[3:].strip(), "train.py"
+            edits[name] = []
+        elif raw.startswith("file: "):
+            file = raw[6:].strip()
+        elif raw.startswith(("after: ", "before: ")):
+            where, anchor = raw.split(": ", 1)
+            edits[name].append(Edit(file, where, anchor.strip(), []))
+        elif raw.strip() == "at end":
+            edits[name].append(Edit(file, "end", "", []))
+        elif raw.strip():
+            edits[name][-1].lines.append(raw)
+    return edits
 
 
 def overlay(edit: Path, project: Path) -> None:

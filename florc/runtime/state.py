@@ -222,6 +222,11 @@ class _Capturer:
     def _capture_new(self, obj: Any, depth: int) -> Node:
         t = _torch()
         if _is_tensor(obj):
+            if obj.grad_fn is not None and _graph_alive(obj.grad_fn):
+                raise CannotSnapshot(
+                    "holds a tensor whose autograd graph has not been backpropagated yet "
+                    "(a restored copy would be cut off from it)"
+                )
             grad = self.clone(obj.grad) if obj.is_leaf and obj.grad is not None else None
             return Node("tensor", self.clone(obj), extra=(str(obj.device), obj.requires_grad, grad))
         if _is_module(obj):
@@ -593,6 +598,33 @@ def write_frame_locals(frame: types.FrameType, values: dict[str, Any]) -> None:
     ctypes.pythonapi.PyFrame_LocalsToFast(ctypes.py_object(frame), ctypes.c_int(0))
 
 
+def _graph_alive(fn: Any, limit: int = 64) -> bool:
+    """Could a backward pass still run through this autograd node?
+
+    A backward pass frees the tensors each node of its graph saved; reading a freed one raises.
+    So a graph whose first node with a saved tensor still has it is alive (a list of log-probs
+    waiting for their episode's end, say); the `loss` of the last batch, after loss.backward(),
+    is not. A graph with no saved tensor within `limit` nodes counts as alive (to be safe).
+    """
+    stack, seen = [fn], set()
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        for name in dir(node):
+            if not name.startswith("_saved_"):
+                continue
+            try:
+                value = getattr(node, name)
+            except RuntimeError:
+                return False  # freed by a backward pass
+            if _is_tensor(value):
+                return True
+        stack.extend(next_fn for next_fn, _ in getattr(node, "next_functions", ()))
+    return True
+
+
 def capture(scope: Scope, paths: Iterable[str], required: set[str]) -> Snapshot:
     """Snapshot the given paths. Raises CannotSnapshot when a required path fails."""
     snap = Snapshot()
@@ -668,14 +700,17 @@ def loader_generators_in(scope: Scope, paths: Iterable[str]) -> dict[str, Any]:
 # --- RNG -----------------------------------------------------------------------
 
 
-def start_rng() -> dict[str, Any]:
+def start_rng(with_torch: bool = False) -> dict[str, Any]:
     """RNG states before the script runs. numpy is imported first (when installed) because its
     global generator is seeded from the OS on first use: unseeded numpy randomness then differs
-    between a recording and its replays unless its starting state is saved and restored."""
-    try:
-        import numpy  # noqa: F401
-    except ImportError:
-        pass
+    between a recording and its replays unless its starting state is saved and restored. torch
+    seeds its default generator from the OS when imported: with_torch (the script imports torch)
+    imports it here, so that its first state is saved too."""
+    for name in ("numpy", "torch") if with_torch else ("numpy",):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
     return capture_rng()
 
 
