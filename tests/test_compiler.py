@@ -209,3 +209,17 @@ def test_editing_a_comment_does_not_make_a_log_statement_new(tmp_path: Path) -> 
     result = align({"t.py": recorded}, {"t.py": edited}, tmp_path, "t.py")
     assert result.new_statements == {"t.py:3"}
     assert result.statement_map == {"t.py:4": "t.py:4"}
+
+
+def test_deleting_items_changes_a_container_deleting_a_name_is_unbounded(tmp_path: Path) -> None:
+    text = (
+        "rewards = []\nfor episode in range(3):\n    for t in range(2):\n"
+        "        rewards.append(t)\n    del rewards[:]\n    x = 1\n    del x\n"
+    )
+    result = compile_text(tmp_path, text)
+    main = result.loop(result.main_loop)
+    assert "rewards" in main.changeset
+    assert [u.split(": ", 1)[1] for u in main.unbounded] == [
+        "`del` removes state that a restore could not remove"
+    ]
+    assert main.unbounded[0].startswith("train.py:7:5")

@@ -512,7 +512,17 @@ class _EffectWalker(cst.CSTVisitor):
         self.effects.declared.update(n.name.value for n in node.names)
 
     def visit_Del(self, node: cst.Del) -> None:
-        self._unbounded(node, "`del` removes state that a restore could not remove")
+        targets = (
+            [e.value for e in node.target.elements]
+            if isinstance(node.target, (cst.Tuple, cst.List))
+            else [node.target]
+        )
+        for target in targets:
+            if isinstance(target, cst.Subscript):  # `del rewards[:]`: the container changes
+                self.effects.changed_objects |= self.sc.paths(target.value)
+            else:
+                self._unbounded(node, "`del` removes state that a restore could not remove")
+                return
 
     # control flow out of the region --------------------------------------------
     def visit_Return(self, node: cst.Return) -> None:
