@@ -494,8 +494,15 @@ def machine() -> dict:
         except importlib.metadata.PackageNotFoundError:
             return "not installed"
 
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = ""
     return {
         "date": dt.date.today().isoformat(),
+        "commit": commit,
         "cpu": cpu,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
@@ -531,8 +538,9 @@ def markdown(result: dict) -> str:
         "",
         f"Run {m['date']} with `{result['command']}` in {result['minutes']:.1f} min on "
         f"{m['cpu']} ({m['cores']} cores), {m['system']}, Python {m['python']}; florc "
-        f"{m['florc']}, FlorDB {m['flordb']}, torch {m['torch']}, scikit-learn "
-        f"{m['scikit-learn']}. Disk read bandwidth: {bw['cold_mb_s']:.0f} MB/s cold "
+        f"{m['florc']} (commit {m.get('commit') or '?'}), FlorDB {m['flordb']}, "
+        f"torch {m['torch']}, scikit-learn {m['scikit-learn']}. "
+        f"Disk read bandwidth: {bw['cold_mb_s']:.0f} MB/s cold "
         f"(page cache dropped for the file), {bw['cached_mb_s']:.0f} MB/s cached. "
         f"Repetitions: {result['reps']} for setup/plain/record (rotated), "
         f"{result['replay_reps']} for the hindsight runs; medians. Method: the docstring of "
