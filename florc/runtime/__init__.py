@@ -1,0 +1,1 @@
+"""Run time: what the instrumented script calls while it records or replays (no libcst here)."""

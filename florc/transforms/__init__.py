@@ -1,0 +1,1 @@
+"""Compile time: parse, analyse and instrument training scripts (LibCST)."""
