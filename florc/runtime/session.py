@@ -608,8 +608,15 @@ class MainLoop:
             if s.mode == "replay":
                 nxt = self._plan_from(idx, frame)
                 if nxt is None:
-                    for _ in it:  # the recorded loop ran to its end
-                        pass
+                    # the loop's final state is restored: consume what the recorded loop
+                    # consumed, no more (it may have left with `break`, on an endless iterator)
+                    final = s.plan.final_boundary if s.plan is not None else None
+                    while final is not None and idx < final:
+                        try:
+                            next(it)
+                        except StopIteration:
+                            return
+                        idx += 1
                     return
                 while idx < nxt:
                     try:
