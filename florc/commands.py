@@ -486,7 +486,6 @@ class PreparedReplay:
     checkpoints: dict[tuple[str, int, int], Any]
     probed: set[str]
     run_after_loop: bool
-    only_after_loop: bool = False  # every new statement comes after the main loop, in its scope
 
     def plan(self, targets: list[int], run_after_loop: bool) -> ReplayPlan:
         recorded_values: dict[tuple[str, int | None, int | None], list[str]] = {}
@@ -585,9 +584,6 @@ def _prepare_replay(
         run_after_loop=_new_statement_after_main_loop(
             alignment.new_statement_lines, result, main_manifest
         ),
-        only_after_loop=_new_statements_only_after_main_loop(
-            alignment.new_statement_lines, result, main_manifest
-        ),
     )
 
 
@@ -652,10 +648,6 @@ def replay(
     store, meta = prep.store, prep.meta
     values = [v for _, v in prep.iterations]
     targets, how = parse_epochs(epochs, values)
-    if prep.only_after_loop and targets:
-        # nothing new runs inside the loop: its final state, restored, is all the replay needs
-        how += "; the new statements all come after the main loop, so no epoch runs"
-        targets = []
     faithful = prep.alignment.faithful
     replay_id = store.create_run(
         "replay",
@@ -1043,24 +1035,6 @@ def _new_statement_after_main_loop(
             continue
         return True
     return False
-
-
-def _new_statements_only_after_main_loop(
-    new: dict[str, tuple[int, int]], result: CompileResult, main: Any
-) -> bool:
-    """Every new statement sits after the main loop's end, in the main loop's own scope."""
-    if main is None or not new:
-        return False
-    fm = result.files[main.relpath]
-    end = next(
-        (_loop_end(fm.source, lp.line) for lp in fm.loops if lp.loop_id == main.loop_id),
-        main.line,
-    )
-    scopes = {ls["line"]: ls["scope"] for ls in fm.log_statements}
-    return all(
-        sid.rsplit(":", 1)[0] == main.relpath and line > end and scopes.get(line) == main.scope
-        for sid, (line, _) in new.items()
-    )
 
 
 def _same_scope_before(fm: Any, line: int, main: Any) -> bool:

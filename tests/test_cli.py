@@ -213,19 +213,3 @@ def test_record_deterministic_switches_torch_to_deterministic_mode(tmp_path: Pat
     assert res.stdout.strip() == "deterministic True"
     assert florc(["record", "train.py"], tmp_path).stdout.strip() == "deterministic False"
 
-
-def test_statements_after_the_loop_need_no_epoch_to_run(tmp_path: Path) -> None:
-    text = (
-        "import numpy as np\n\nrng = np.random.default_rng(0)\nw = np.zeros(4)\nstep = 0\n"
-        "while step < 30:\n    for i in range(2):\n        w[i] += rng.normal()\n    step += 1\n"
-        "print('done', step)\n"
-    )
-    make(tmp_path, text)
-    assert florc(["record", "--checkpoint-all", "train.py"], tmp_path).returncode == 0
-    edited = text + "print(f'HINDSIGHT {w.sum():.6f}')\n"
-    make(tmp_path, edited)
-    want = [x for x in python("train.py", tmp_path).stdout.splitlines() if "HINDSIGHT" in x]
-    rep = florc(["replay", "train.py", "--epochs", "all"], tmp_path)
-    assert rep.returncode == 0, rep.stderr
-    assert rep.stdout.splitlines() == want
-    assert "the new statements all come after the main loop, so no epoch runs" in rep.stderr
