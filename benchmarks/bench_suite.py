@@ -679,7 +679,7 @@ def main() -> int:
     if not a.only:
         from plots import suite_plots
 
-        result["plots"] = [str(p) for p in suite_plots(result, stem)]
+        result["plots"] = [p.name for p in suite_plots(result, stem)]  # in results/
     text = markdown(result)
     if a.only:
         print(text)
