@@ -14,7 +14,7 @@ from pathlib import Path
 import libcst as cst
 
 from florc.errors import SourceError
-from florc.transforms.effects import Project, function_key
+from florc.transforms.effects import Project, function_key, minimal
 from florc.transforms.instrument import instrument, loops_not_instrumented
 from florc.transforms.manifest import CompileResult, FileManifest, LoopManifest, is_project_file
 from florc.transforms.modules import LoopInfo, ModuleInfo, analyse_module, read_source
@@ -150,19 +150,16 @@ def compile_project(
 def _file_manifest(project: Project, info: ModuleInfo) -> FileManifest:
     skipped = {lp.loop_id for lp in loops_not_instrumented(info)}
     loops: list[LoopManifest] = []
-    read_elsewhere = _names_read(info)
+    read_lines = _names_read(info)
     for lp in info.loops:
         eff = project.loop_effects(info, lp.scope, lp.node)
-        paths = _minimal(eff.mutated)
+        paths = minimal(eff.mutated)
         required = []
+        end = info.end_line(lp.node)
         for p in paths:
             root = p[0]
-            end = info.end_line(lp.node)
-            if (
-                root in eff.bound
-                and len(p) == 1
-                and not _read_outside(read_elsewhere, root, lp.line, end)
-            ):
+            live = _read_outside(read_lines, root, lp.line, end)
+            if len(p) == 1 and root in eff.bound and not live:
                 continue
             required.append(_path_text(p))
         unbounded = [str(u) for u in eff.unbounded]
@@ -180,7 +177,7 @@ def _file_manifest(project: Project, info: ModuleInfo) -> FileManifest:
                 changeset=sorted(_path_text(p) for p in paths),
                 bound=sorted(eff.bound),
                 required=sorted(required),
-                iterated=sorted(_path_text(p) for p in _minimal(eff.iterated)),
+                iterated=sorted(_path_text(p) for p in minimal(eff.iterated)),
                 unbounded=unbounded,
                 callees=sorted(eff.callees),
                 log_statements=[
@@ -227,31 +224,24 @@ def _inside(info: ModuleInfo, inner: cst.CSTNode, outer: cst.CSTNode) -> bool:
     ) <= (b.end.line, b.end.column)  # type: ignore[attr-defined]
 
 
-def _names_read(info: ModuleInfo) -> list[tuple[str, int, int]]:
-    """(name, line, col) of every Name node, for the liveness approximation."""
-    out: list[tuple[str, int, int]] = []
+def _names_read(info: ModuleInfo) -> dict[str, tuple[int, int]]:
+    """name -> (first line, last line) of its Name nodes, for the liveness approximation."""
+    out: dict[str, tuple[int, int]] = {}
 
     class V(cst.CSTVisitor):
         def visit_Name(self, node: cst.Name) -> None:
-            line, col = info.position(node)
-            out.append((node.value, line, col))
+            line, _ = info.position(node)
+            first, last = out.get(node.value, (line, line))
+            out[node.value] = (min(first, line), max(last, line))
 
     info.tree.visit(V())
     return out
 
 
-def _read_outside(reads: list[tuple[str, int, int]], name: str, start: int, end: int) -> bool:
+def _read_outside(reads: dict[str, tuple[int, int]], name: str, start: int, end: int) -> bool:
     """Whether the name occurs before or after the loop (a back edge makes "before" live too)."""
-    return any(n == name and (line < start or line > end) for n, line, _ in reads)
-
-
-def _minimal(paths: set[tuple[str, ...]]) -> set[tuple[str, ...]]:
-    """Drop paths covered by a shorter prefix (restoring `self` restores `self.step`)."""
-    out = set()
-    for p in paths:
-        if not any(q != p and p[: len(q)] == q for q in paths):
-            out.add(p)
-    return out
+    lines = reads.get(name)
+    return lines is not None and (lines[0] < start or lines[1] > end)
 
 
 def find_main_loop(project: Project, script: ModuleInfo) -> tuple[LoopInfo | None, str]:
