@@ -14,7 +14,7 @@ from pathlib import Path
 import libcst as cst
 
 from florc.errors import SourceError
-from florc.transforms.effects import Project, function_key, minimal
+from florc.transforms.effects import Project, child_nodes, descendants, function_key, minimal
 from florc.transforms.instrument import instrument, loops_not_instrumented
 from florc.transforms.manifest import CompileResult, FileManifest, LoopManifest, is_project_file
 from florc.transforms.modules import LoopInfo, ModuleInfo, analyse_module, read_source
@@ -58,14 +58,12 @@ def _resolve_import_file(
 
 def _imported_files(info: ModuleInfo, root: Path) -> list[Path]:
     out: list[Path] = []
-
-    class V(cst.CSTVisitor):
-        def visit_Import(self, node: cst.Import) -> None:
+    for node in _small_statements(info.tree):
+        if isinstance(node, cst.Import):
             for alias in node.names:
                 name = ".".join(dotted(alias.name) or ())  # type: ignore[arg-type]
                 out.extend(_resolve_import_file(root, info.path.parent, name, 0))
-
-        def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        elif isinstance(node, cst.ImportFrom):
             mod = ".".join(dotted(node.module) or ()) if node.module is not None else ""  # type: ignore[arg-type]
             level = len(node.relative)
             out.extend(_resolve_import_file(root, info.path.parent, mod, level))
@@ -74,28 +72,50 @@ def _imported_files(info: ModuleInfo, root: Path) -> list[Path]:
                     if isinstance(alias.name, cst.Name):
                         sub = f"{mod}.{alias.name.value}" if mod else alias.name.value
                         out.extend(_resolve_import_file(root, info.path.parent, sub, level))
-
-    info.tree.visit(V())
     return out
 
 
-def _check_reserved(info: ModuleInfo) -> None:
-    class V(cst.CSTVisitor):
-        def visit_Name(self, node: cst.Name) -> None:
-            if node.value.startswith(RESERVED_PREFIX):
-                line, col = info.position(node)
-                raise SourceError(
-                    info.relpath,
-                    line,
-                    col,
-                    f"the name `{node.value}` is reserved for florc's generated code",
-                    "Rename it; florc's generated code uses names starting with __florc.",
-                )
+_BLOCK_PARTS = (
+    cst.BaseSuite,
+    cst.BaseStatement,
+    cst.Else,
+    cst.ExceptHandler,
+    cst.ExceptStarHandler,
+    cst.Finally,
+    cst.MatchCase,
+)
 
+
+def _small_statements(tree: cst.Module) -> Iterator[cst.BaseSmallStatement]:
+    """Every simple statement (`import x`, `x = 1`), at any depth, without entering expressions."""
+    stack: list[cst.CSTNode] = list(reversed(tree.body))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.SimpleStatementLine):
+            yield from node.body
+            continue
+        if isinstance(node, cst.SimpleStatementSuite):
+            yield from node.body
+            continue
+        parts = [c for c in child_nodes(node) if isinstance(c, _BLOCK_PARTS)]
+        stack.extend(reversed(parts))
+
+
+def _check_reserved(info: ModuleInfo) -> None:
     from florc.transforms.instrument import is_instrumented
 
-    if not is_instrumented(info.source):
-        info.tree.visit(V())
+    if RESERVED_PREFIX not in info.source or is_instrumented(info.source):
+        return
+    for node in descendants(info.tree):
+        if isinstance(node, cst.Name) and node.value.startswith(RESERVED_PREFIX):
+            line, col = info.position(node)
+            raise SourceError(
+                info.relpath,
+                line,
+                col,
+                f"the name `{node.value}` is reserved for florc's generated code",
+                "Rename it; florc's generated code uses names starting with __florc.",
+            )
 
 
 def compile_project(
@@ -227,14 +247,11 @@ def _inside(info: ModuleInfo, inner: cst.CSTNode, outer: cst.CSTNode) -> bool:
 def _names_read(info: ModuleInfo) -> dict[str, tuple[int, int]]:
     """name -> (first line, last line) of its Name nodes, for the liveness approximation."""
     out: dict[str, tuple[int, int]] = {}
-
-    class V(cst.CSTVisitor):
-        def visit_Name(self, node: cst.Name) -> None:
+    for node in descendants(info.tree):
+        if isinstance(node, cst.Name):
             line, _ = info.position(node)
             first, last = out.get(node.value, (line, line))
             out[node.value] = (min(first, line), max(last, line))
-
-    info.tree.visit(V())
     return out
 
 
