@@ -223,3 +223,182 @@ def test_deleting_items_changes_a_container_deleting_a_name_is_unbounded(tmp_pat
         "`del` removes state that a restore could not remove"
     ]
     assert main.unbounded[0].startswith("train.py:7:5")
+
+
+# --- a bounded analysis ------------------------------------------------------------------------
+
+GPT_BLOCKS = (
+    Path(__file__).resolve().parent.parent / "examples" / "wild" / "gpt_blocks" / "train.py"
+)
+
+DEEP = '''\
+import torch
+from torch import nn
+
+
+class Leaf(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.fc(x)
+
+
+class Stack(nn.Module):
+    """Blocks containing blocks: a Stack holds Leaves and Stacks, and runs them in turn."""
+
+    def __init__(self, depth):
+        super().__init__()
+        inner = [Stack(depth - 1) for _ in range(2)] if depth > 0 else [Leaf(), Leaf()]
+        self.layers = nn.ModuleList(inner)
+        self.history = []
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        self.history.append(x.shape[0])
+        return x
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.ModuleDict(dict(stack=Stack(2), head=nn.Linear(4, 1)))
+        self.child = None
+
+    def forward(self, x):
+        if self.child is not None:
+            x = self.child(x)  # recursion through forward
+        for block in self.body.stack.layers:
+            x = block(x)
+        return self.body.head(x)
+
+
+class Node:
+    def __init__(self, value, next=None):
+        self.value = value
+        self.next = next
+
+
+def visit(module, seen):
+    seen.append(module)
+    for child in module.layers:
+        visit(child, seen)
+
+
+chain = Node(1, Node(2, Node(3)))
+model = Net()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(3):
+    for step in range(2):
+        loss = model(torch.randn(2, 4)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    node = chain
+    while node is not None:
+        node.value += 1
+        node = node.next
+    visit(model.body.stack, [])
+    print(epoch, loss.item())
+'''
+
+
+def _project(path: Path):
+    from florc.transforms.effects import Project
+    from florc.transforms.modules import analyse_module
+
+    return Project([analyse_module(path.read_text(), path, path.name, "__main__")])
+
+
+def _assert_bounded(path: Path) -> None:
+    from florc.transforms.effects import MAX_ANALYSES_PER_FUNCTION, MAX_PATH, MAX_PATHS
+
+    project = _project(path)
+    n = len(project.functions)
+    # each function analysed a few times, far from the budget (which would mark it unbounded)
+    assert project.analyses <= 6 * n < MAX_ANALYSES_PER_FUNCTION * n
+    for key, summary in project.summaries.items():
+        assert len(summary.mutated) <= MAX_PATHS, key
+        assert all(len(p) <= MAX_PATH for p in summary.mutated), key
+        assert not any("did not converge" in u.reason for u in summary.unbounded), key
+    result = compile_project(path, path.parent)
+    main = result.loop(result.main_loop)
+    assert main is not None and "model" in main.changeset
+    assert {"optimizer", "opt"} & set(main.changeset)
+    for fm in result.files.values():
+        for lp in fm.loops:
+            assert all(len(p.split(".")) <= MAX_PATH for p in lp.changeset), lp.loop_id
+            assert len(lp.changeset) <= MAX_PATHS, lp.loop_id
+            assert not any("did not converge" in r for r in lp.unbounded), lp.loop_id
+
+
+def test_gpt_blocks_analysis_ends_bounded_and_keeps_model_and_optimizer() -> None:
+    _assert_bounded(GPT_BLOCKS)
+    result = compile_project(GPT_BLOCKS, GPT_BLOCKS.parent)
+    main = result.loop(result.main_loop)
+    assert main is not None and main.line == 120
+    assert {"model", "optimizer", "step"} <= set(main.required)
+    batch = result.loop(f"{main.relpath}:<module>:1")
+    assert batch is not None and not batch.unbounded
+    assert {"model", "optimizer", "step"} <= set(batch.changeset)
+    forward = result.loop(f"{main.relpath}:GPT.forward:0")
+    assert forward is not None and "self.transformer" in forward.changeset
+
+
+def test_nested_blocks_recursion_and_linked_lists_stay_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "train.py"
+    path.write_text(DEEP)
+    _assert_bounded(path)
+    result = compile_project(path, tmp_path)
+    assert result.main_loop == "train.py:<module>:0"
+    main = result.loop(result.main_loop)
+    assert main is not None and {"model", "opt", "chain.value"} <= set(main.changeset)
+    walk = result.loop("train.py:<module>:2")  # `node = node.next`: every node of chain changes
+    assert walk is not None and not walk.unbounded
+    # the first three nodes' values by name, the rest of the list as the object that holds it
+    assert {"chain.value", "chain.next.value", "chain.next.next.next"} <= set(walk.changeset)
+
+
+def test_a_fixpoint_out_of_budget_re_executes_the_blocks_it_reaches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from florc.commands import report
+    from florc.transforms import effects
+
+    path = tmp_path / "train.py"
+    path.write_text(DEEP)
+    monkeypatch.setattr(effects, "MAX_ANALYSES_PER_FUNCTION", 0)  # one analysis per function
+    project = _project(path)
+    stuck = {
+        k
+        for k, s in project.summaries.items()
+        if any("did not converge" in u.reason for u in s.unbounded)
+    }
+    assert stuck, "the budget should have run out before the summaries settled"
+    text = report(str(path))
+    line = DEEP.splitlines().index("    for step in range(2):") + 1
+    batch = text.split(f"train.py:{line}:5 for loop", 1)[1].split("\n\n", 1)[0]
+    assert "re-executes at replay:" in batch and "analysis did not converge" in batch
+
+
+def test_a_changeset_wider_than_the_limit_collapses_to_its_roots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from florc.commands import report
+    from florc.transforms import effects
+
+    fields = "\n".join(f"        state.f{i}.x += 1" for i in range(6))
+    text = f"import torch\nstate = object()\nfor epoch in range(3):\n    for b in range(2):\n{fields}\n"
+    path = tmp_path / "train.py"
+    path.write_text(text)
+    monkeypatch.setattr(effects, "MAX_PATHS", 4)
+    batch = compile_project(path, tmp_path).loop("train.py:<module>:1")
+    assert batch is not None and batch.changeset == ["b", "state"] and not batch.unbounded
+    names = "\n".join(f"        v{i} = {i}" for i in range(6))
+    path.write_text(f"for epoch in range(3):\n    for b in range(2):\n{names}\n")
+    out = report(str(path))
+    assert "more than the analysis tracks (4)" in out

@@ -14,7 +14,7 @@ from pathlib import Path
 import libcst as cst
 
 from florc.errors import SourceError
-from florc.transforms.effects import Project, function_key
+from florc.transforms.effects import Project, child_nodes, descendants, function_key, minimal
 from florc.transforms.instrument import instrument, loops_not_instrumented
 from florc.transforms.manifest import CompileResult, FileManifest, LoopManifest, is_project_file
 from florc.transforms.modules import LoopInfo, ModuleInfo, analyse_module, read_source
@@ -58,14 +58,12 @@ def _resolve_import_file(
 
 def _imported_files(info: ModuleInfo, root: Path) -> list[Path]:
     out: list[Path] = []
-
-    class V(cst.CSTVisitor):
-        def visit_Import(self, node: cst.Import) -> None:
+    for node in _small_statements(info.tree):
+        if isinstance(node, cst.Import):
             for alias in node.names:
                 name = ".".join(dotted(alias.name) or ())  # type: ignore[arg-type]
                 out.extend(_resolve_import_file(root, info.path.parent, name, 0))
-
-        def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        elif isinstance(node, cst.ImportFrom):
             mod = ".".join(dotted(node.module) or ()) if node.module is not None else ""  # type: ignore[arg-type]
             level = len(node.relative)
             out.extend(_resolve_import_file(root, info.path.parent, mod, level))
@@ -74,28 +72,50 @@ def _imported_files(info: ModuleInfo, root: Path) -> list[Path]:
                     if isinstance(alias.name, cst.Name):
                         sub = f"{mod}.{alias.name.value}" if mod else alias.name.value
                         out.extend(_resolve_import_file(root, info.path.parent, sub, level))
-
-    info.tree.visit(V())
     return out
 
 
-def _check_reserved(info: ModuleInfo) -> None:
-    class V(cst.CSTVisitor):
-        def visit_Name(self, node: cst.Name) -> None:
-            if node.value.startswith(RESERVED_PREFIX):
-                line, col = info.position(node)
-                raise SourceError(
-                    info.relpath,
-                    line,
-                    col,
-                    f"the name `{node.value}` is reserved for florc's generated code",
-                    "Rename it; florc's generated code uses names starting with __florc.",
-                )
+_BLOCK_PARTS = (
+    cst.BaseSuite,
+    cst.BaseStatement,
+    cst.Else,
+    cst.ExceptHandler,
+    cst.ExceptStarHandler,
+    cst.Finally,
+    cst.MatchCase,
+)
 
+
+def _small_statements(tree: cst.Module) -> Iterator[cst.BaseSmallStatement]:
+    """Every simple statement (`import x`, `x = 1`), at any depth, without entering expressions."""
+    stack: list[cst.CSTNode] = list(reversed(tree.body))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.SimpleStatementLine):
+            yield from node.body
+            continue
+        if isinstance(node, cst.SimpleStatementSuite):
+            yield from node.body
+            continue
+        parts = [c for c in child_nodes(node) if isinstance(c, _BLOCK_PARTS)]
+        stack.extend(reversed(parts))
+
+
+def _check_reserved(info: ModuleInfo) -> None:
     from florc.transforms.instrument import is_instrumented
 
-    if not is_instrumented(info.source):
-        info.tree.visit(V())
+    if RESERVED_PREFIX not in info.source or is_instrumented(info.source):
+        return
+    for node in descendants(info.tree):
+        if isinstance(node, cst.Name) and node.value.startswith(RESERVED_PREFIX):
+            line, col = info.position(node)
+            raise SourceError(
+                info.relpath,
+                line,
+                col,
+                f"the name `{node.value}` is reserved for florc's generated code",
+                "Rename it; florc's generated code uses names starting with __florc.",
+            )
 
 
 def compile_project(
@@ -150,19 +170,16 @@ def compile_project(
 def _file_manifest(project: Project, info: ModuleInfo) -> FileManifest:
     skipped = {lp.loop_id for lp in loops_not_instrumented(info)}
     loops: list[LoopManifest] = []
-    read_elsewhere = _names_read(info)
+    read_lines = _names_read(info)
     for lp in info.loops:
         eff = project.loop_effects(info, lp.scope, lp.node)
-        paths = _minimal(eff.mutated)
+        paths = minimal(eff.mutated)
         required = []
+        end = info.end_line(lp.node)
         for p in paths:
             root = p[0]
-            end = info.end_line(lp.node)
-            if (
-                root in eff.bound
-                and len(p) == 1
-                and not _read_outside(read_elsewhere, root, lp.line, end)
-            ):
+            live = _read_outside(read_lines, root, lp.line, end)
+            if len(p) == 1 and root in eff.bound and not live:
                 continue
             required.append(_path_text(p))
         unbounded = [str(u) for u in eff.unbounded]
@@ -180,7 +197,7 @@ def _file_manifest(project: Project, info: ModuleInfo) -> FileManifest:
                 changeset=sorted(_path_text(p) for p in paths),
                 bound=sorted(eff.bound),
                 required=sorted(required),
-                iterated=sorted(_path_text(p) for p in _minimal(eff.iterated)),
+                iterated=sorted(_path_text(p) for p in minimal(eff.iterated)),
                 unbounded=unbounded,
                 callees=sorted(eff.callees),
                 log_statements=[
@@ -227,31 +244,21 @@ def _inside(info: ModuleInfo, inner: cst.CSTNode, outer: cst.CSTNode) -> bool:
     ) <= (b.end.line, b.end.column)  # type: ignore[attr-defined]
 
 
-def _names_read(info: ModuleInfo) -> list[tuple[str, int, int]]:
-    """(name, line, col) of every Name node, for the liveness approximation."""
-    out: list[tuple[str, int, int]] = []
-
-    class V(cst.CSTVisitor):
-        def visit_Name(self, node: cst.Name) -> None:
-            line, col = info.position(node)
-            out.append((node.value, line, col))
-
-    info.tree.visit(V())
+def _names_read(info: ModuleInfo) -> dict[str, tuple[int, int]]:
+    """name -> (first line, last line) of its Name nodes, for the liveness approximation."""
+    out: dict[str, tuple[int, int]] = {}
+    for node in descendants(info.tree):
+        if isinstance(node, cst.Name):
+            line, _ = info.position(node)
+            first, last = out.get(node.value, (line, line))
+            out[node.value] = (min(first, line), max(last, line))
     return out
 
 
-def _read_outside(reads: list[tuple[str, int, int]], name: str, start: int, end: int) -> bool:
+def _read_outside(reads: dict[str, tuple[int, int]], name: str, start: int, end: int) -> bool:
     """Whether the name occurs before or after the loop (a back edge makes "before" live too)."""
-    return any(n == name and (line < start or line > end) for n, line, _ in reads)
-
-
-def _minimal(paths: set[tuple[str, ...]]) -> set[tuple[str, ...]]:
-    """Drop paths covered by a shorter prefix (restoring `self` restores `self.step`)."""
-    out = set()
-    for p in paths:
-        if not any(q != p and p[: len(q)] == q for q in paths):
-            out.add(p)
-    return out
+    lines = reads.get(name)
+    return lines is not None and (lines[0] < start or lines[1] > end)
 
 
 def find_main_loop(project: Project, script: ModuleInfo) -> tuple[LoopInfo | None, str]:

@@ -9,12 +9,28 @@ re-executes it instead of restoring it: slower, never wrong.
 
 Paths are tuples of names. A root starting with "$" is a function parameter (in summaries), a
 root "@pkg.mod:name" is a global of another project module.
+
+The analysis is bounded, so that it ends (and ends quickly) on every program:
+
+- A path has at most MAX_PATH names, root included. A longer one is cut to its prefix, which
+  stands for that object and everything reachable under it: the runtime captures and restores a
+  changeset path as the whole object found there. Without the cut, a `forward` that calls the
+  objects of a ModuleList (`for block in self.h: x = block(x)`) grows `self.h.h.h...` without end.
+- Path sets are kept minimal (a path covered by a shorter prefix is dropped), so summaries only
+  grow along a finite lattice and the fixpoint converges.
+- A summary or a changeset wider than MAX_PATHS collapses to its roots (coarser, still sound).
+- The fixpoint stops after MAX_ANALYSES_PER_FUNCTION analyses per function on average. Functions
+  whose summaries were still changing then, and every function that reaches them, get an
+  Unbounded reason, so the loops that call them re-execute at replay instead of being restored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import libcst as cst
 
@@ -31,6 +47,101 @@ from florc.transforms.syntax import (
 
 Path = tuple[str, ...]
 
+# Four names, root included, tell apart the objects a training loop changes in practice:
+# `model`, `self.model`, `self.state.epoch`, `trainer.model.encoder.weight` -> the encoder. Deeper
+# distinctions only save restoring a little more of an object that is restored in place anyway.
+MAX_PATH = 4
+MAX_PATHS = 128  # per summary or changeset, after minimising; more collapse to their roots
+MAX_REASONS = 8  # Unbounded reasons kept per summary (one is enough to re-execute)
+MAX_ANALYSES_PER_FUNCTION = 25  # average budget of the fixpoint; a guard, rarely approached
+
+
+def cut(path: Path) -> Path:
+    """A path of at most MAX_PATH names: a longer one stands for its prefix's whole object."""
+    return path if len(path) <= MAX_PATH else path[:MAX_PATH]
+
+
+def minimal(paths: Iterable[Path]) -> set[Path]:
+    """Drop paths covered by a shorter prefix (restoring `self` restores `self.step`)."""
+    have = set(paths)
+    return {p for p in have if not any(p[:i] in have for i in range(1, len(p)))}
+
+
+def bounded(paths: Iterable[Path]) -> tuple[set[Path], bool]:
+    """Minimal paths; more than MAX_PATHS collapse to their roots. Returns (paths, collapsed)."""
+    out = minimal(paths)
+    if len(out) <= MAX_PATHS:
+        return out, False
+    return {p[:1] for p in out}, True
+
+
+# Fields that only hold whitespace, comments and punctuation: never walked.
+_TOKEN_FIELDS = frozenset(
+    {
+        "lpar",
+        "rpar",
+        "leading_lines",
+        "lines_after_decorators",
+        "header",
+        "footer",
+        "comma",
+        "semicolon",
+        "equal",
+        "colon",
+        "dot",
+        "relative",
+        "operator",
+        "first_colon",
+        "second_colon",
+    }
+)
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def child_nodes(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """The node's children that hold code, in field order (about source order), much faster than
+    `node.children` or a CSTVisitor pass, which rebuild every node they pass through."""
+    names = _CHILD_FIELDS.get(type(node))
+    if names is None:
+        names = tuple(
+            f.name
+            for f in dataclasses.fields(node)  # type: ignore[arg-type]
+            if "whitespace" not in f.name and f.name not in _TOKEN_FIELDS
+        )
+        _CHILD_FIELDS[type(node)] = names
+    out: list[cst.CSTNode] = []
+    for name in names:
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            out.extend(v for v in value if isinstance(v, cst.CSTNode))
+    return out
+
+
+def walk(node: cst.CSTNode, hooks: dict[str, Callable[[Any], bool | None]]) -> None:
+    """Preorder walk calling hooks[type name](node); a hook returning False prunes the node."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        hook = hooks.get(type(cur).__name__)
+        if hook is not None and hook(cur) is False:
+            continue
+        kids = child_nodes(cur)
+        kids.reverse()
+        stack.extend(kids)
+
+
+def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """Every code node under node (itself included), preorder."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        yield cur
+        kids = child_nodes(cur)
+        kids.reverse()
+        stack.extend(kids)
+
 
 @dataclass(frozen=True)
 class Unbounded:
@@ -38,9 +149,13 @@ class Unbounded:
     line: int
     col: int
     reason: str
+    origin: str = ""  # for a reason inherited through a call: the first cause, with its position
 
     def __str__(self) -> str:
         return f"{self.relpath}:{self.line}:{self.col}: {self.reason}"
+
+    def cause(self) -> str:
+        return self.origin or str(self)
 
 
 @dataclass
@@ -52,6 +167,17 @@ class Effects:
     unbounded: list[Unbounded] = field(default_factory=list)
     callees: set[str] = field(default_factory=set)  # "relpath:qualname"
     declared: set[str] = field(default_factory=set)  # `global` / `nonlocal` names
+
+    def copy(self) -> Effects:
+        return Effects(
+            set(self.mutated),
+            set(self.changed_objects),
+            set(self.bound),
+            set(self.iterated),
+            list(self.unbounded),
+            set(self.callees),
+            set(self.declared),
+        )
 
 
 @dataclass
@@ -70,7 +196,7 @@ def function_key(module: ModuleInfo, qualname: str) -> str:
 class Project:
     """All analysed modules, with name resolution and function summaries."""
 
-    def __init__(self, modules: Sequence[ModuleInfo]) -> None:
+    def __init__(self, modules: Sequence[ModuleInfo], max_analyses: int | None = None) -> None:
         self.modules = {m.module_name: m for m in modules}
         self.functions: dict[str, tuple[ModuleInfo, FunctionInfo]] = {}
         self.by_method_name: dict[str, list[str]] = {}
@@ -84,7 +210,13 @@ class Project:
         self.escaping: set[str] = set()
         for m in modules:
             self.escaping |= _escaping_functions(self, m)
-        self._compute_summaries()
+        self.scopes: dict[tuple[int, str], _Scope] = {}
+        self.plans: dict[tuple[int, str, tuple[int, ...], bool], _Plan] = {}
+        self.version = 0  # bumped whenever a summary changes
+        self._dynamic: _DynamicSummary | None = None
+        self.analyses = 0  # function bodies analysed by the fixpoint (a measure of its work)
+        budget = MAX_ANALYSES_PER_FUNCTION * len(self.functions) + len(self.functions)
+        self._compute_summaries(budget if max_analyses is None else max_analyses)
 
     # resolution ------------------------------------------------------------
     def module_for_import(
@@ -131,7 +263,13 @@ class Project:
         return [function_key(module, q)] if q in module.functions else []
 
     def is_project_name(self, module: ModuleInfo, scope: str, name: str) -> bool:
-        return bool(self.resolve_name(module, scope, name)) or name in module.classes
+        if self.resolve_name(module, scope, name) or name in module.classes:
+            return True
+        target = module.imports.get(name)  # `from model import GPTConfig` (no __init__ of its own)
+        if target is not None:
+            other, attr = self.module_for_import(module, target)
+            return other is not None and attr is not None and attr in other.classes
+        return False
 
     def is_library_name(self, module: ModuleInfo, name: str) -> bool:
         target = module.imports.get(name)
@@ -141,20 +279,107 @@ class Project:
         return other is None
 
     # summaries -------------------------------------------------------------
-    def _compute_summaries(self) -> None:
-        for _ in range(12):
-            changed = False
-            for key, (module, fn) in self.functions.items():
-                eff = analyse_region(self, module, fn.qualname, fn.node.body.body, is_loop=False)
-                new = _summarise(fn, eff)
-                if new.key() != self.summaries[key].key():
-                    self.summaries[key] = new
-                    changed = True
-            if not changed:
-                return
+    def _compute_summaries(self, budget: int) -> None:
+        """Summaries by a worklist fixpoint: a function is analysed again when a callee's
+        summary changes. Paths are cut and minimised, so this converges; the budget is a guard."""
+        queue = deque(self.functions)
+        queued = set(queue)
+        dependents: dict[str, set[str]] = {}
+        while queue and self.analyses < budget:
+            key = queue.popleft()
+            queued.discard(key)
+            self.analyses += 1
+            module, fn = self.functions[key]
+            eff = analyse_region(self, module, fn.qualname, fn.node.body.body, is_loop=False)
+            for callee in eff.callees:
+                dependents.setdefault(callee, set()).add(key)
+            new = _summarise(fn, eff)
+            if new.key() != self.summaries[key].key():
+                self.summaries[key] = new
+                self.version += 1
+                for d in sorted(dependents.get(key, ())):
+                    if d not in queued:
+                        queue.append(d)
+                        queued.add(d)
+        if queue:
+            self._not_converged(set(queue), dependents)
+
+    def _not_converged(self, pending: set[str], dependents: dict[str, set[str]]) -> None:
+        """Sound when the budget ran out: the summaries still changing, and those of every
+        function that reaches them, may miss effects; mark them all unbounded."""
+        reach = set(pending)
+        todo = list(pending)
+        while todo:
+            for d in dependents.get(todo.pop(), ()):
+                if d not in reach:
+                    reach.add(d)
+                    todo.append(d)
+        for key in reach:
+            module, fn = self.functions[key]
+            line, col = module.position(fn.node)
+            which = "its effects" if key in pending else "the effects of a function it calls"
+            reason = (
+                f"analysis did not converge: {which} were still changing after "
+                f"{self.analyses} analyses (the limit)"
+            )
+            old = self.summaries[key]
+            u = Unbounded(module.relpath, line, col, reason)
+            self.summaries[key] = Summary(old.mutated, (u, *old.unbounded)[:MAX_REASONS])
+        self.version += 1
+
+    def dynamic_summary(self) -> _DynamicSummary:
+        """What a call of an unknown callable may do: any escaping function, any project
+        `forward` or `__call__`, merged once per version of the summaries."""
+        if self._dynamic is None or self._dynamic.version != self.version:
+            self._dynamic = _DynamicSummary(self)
+        return self._dynamic
+
+    def scope(self, module: ModuleInfo, scope: str) -> _Scope:
+        key = (id(module), scope)
+        sc = self.scopes.get(key)
+        if sc is None:
+            sc = self.scopes[key] = _build_scope(self, module, scope)
+        return sc
 
     def loop_effects(self, module: ModuleInfo, scope: str, loop: cst.CSTNode) -> Effects:
         return analyse_region(self, module, scope, [loop], is_loop=True)
+
+
+class _DynamicSummary:
+    """The union of the summaries a dynamic call applies, split by what their paths start at:
+    the receiver (`self` of a forward/__call__), any argument, or a global of some module."""
+
+    def __init__(self, project: Project) -> None:
+        self.version = project.version
+        self.keys: list[str] = []
+        self_rests: set[Path] = set()
+        arg_rests: set[Path] = set()
+        self.globals: set[tuple[str, Path]] = set()  # (defining module name, path)
+        self.reasons: list[tuple[str, Unbounded]] = []
+        seen: set[str] = set()
+        calls = [(k, False) for k in sorted(project.escaping)]
+        for method in ("forward", "__call__"):
+            calls += [(k, True) for k in project.by_method_name.get(method, [])]
+        for key, as_method in calls:
+            if key not in seen:
+                seen.add(key)
+                self.keys.append(key)
+            module, fn = project.functions[key]
+            summary = project.summaries[key]
+            self_root = "$" + fn.params[0] if as_method and fn.is_method and fn.params else None
+            for path in summary.mutated:
+                root = path[0]
+                if root == self_root:
+                    self_rests.add(path[1:])
+                elif root.startswith("$"):
+                    arg_rests.add(path[1:])
+                else:
+                    self.globals.add((module.module_name, path))
+            self.reasons += [(fn.qualname, u) for u in summary.unbounded]
+        self.self_rests = minimal(self_rests)
+        self.arg_rests = minimal(arg_rests)
+        self.self_or_arg_rests = minimal(self_rests | arg_rests)
+        self.reasons = list(dict.fromkeys(self.reasons))
 
 
 def _summarise(fn: FunctionInfo, eff: Effects) -> Summary:
@@ -166,35 +391,34 @@ def _summarise(fn: FunctionInfo, eff: Effects) -> Summary:
             out.add(("$" + root, *path[1:]))
         elif root not in eff.bound or root in eff.declared or root.startswith("@"):
             out.add(path)  # a global, or a variable of an enclosing function
-    return Summary(frozenset(out), tuple(eff.unbounded))
+    paths, _ = bounded(out)
+    reasons = tuple(dict.fromkeys(eff.unbounded))[:MAX_REASONS]
+    return Summary(frozenset(paths), reasons)
 
 
 def _escaping_functions(project: Project, module: ModuleInfo) -> set[str]:
     """Project functions referenced as values: callbacks, hooks, closures passed around."""
     out: set[str] = set()
+    by_name: dict[str, list[FunctionInfo]] = {}
+    for fn in module.functions.values():
+        by_name.setdefault(fn.name, []).append(fn)
 
-    class V(cst.CSTVisitor):
-        def __init__(self) -> None:
-            self.call_funcs: set[int] = set()
-
-        def visit_Call(self, node: cst.Call) -> None:
-            self.call_funcs.add(id(node.func))
-
-        def visit_Name(self, node: cst.Name) -> None:
-            if id(node) in self.call_funcs:
-                return
-            for fn in module.functions.values():
-                if fn.name == node.value and fn.node.name is not node:
+    call_funcs: set[int] = set()
+    for node in descendants(module.tree):
+        if isinstance(node, cst.Call):
+            call_funcs.add(id(node.func))  # preorder: a Call comes before its func
+        elif isinstance(node, cst.Name):
+            if id(node) in call_funcs:
+                continue
+            for fn in by_name.get(node.value, ()):
+                if fn.node.name is not node:
                     out.add(function_key(module, fn.qualname))
-
-        def visit_Attribute(self, node: cst.Attribute) -> None:
+        elif isinstance(node, cst.Attribute):
             # bound methods passed as values: `callbacks=[self.on_epoch]`
-            if id(node) in self.call_funcs:
-                return
+            if id(node) in call_funcs:
+                continue
             for key in project.by_method_name.get(node.attr.value, []):
                 out.add(key)
-
-    module.tree.visit(V())
     return out
 
 
@@ -204,8 +428,16 @@ class _Scope:
     def __init__(self, project: Project, module: ModuleInfo, scope: str) -> None:
         self.project, self.module, self.scope = project, module, scope
         self.aliases: dict[str, set[Path]] = {}
+        self._paths: dict[int, frozenset[Path]] = {}  # id(expr) -> paths (the tree outlives us)
+        self._roots: dict[str, bool] = {}
 
     def is_state_root(self, name: str) -> bool:
+        known = self._roots.get(name)
+        if known is None:
+            known = self._roots[name] = self._is_state_root(name)
+        return known
+
+    def _is_state_root(self, name: str) -> bool:
         if name.startswith(RESERVED_PREFIX):
             return False
         target = self.module.imports.get(name)
@@ -217,18 +449,24 @@ class _Scope:
             return False
         return not self.project.is_project_name(self.module, self.scope, name)
 
-    def paths(self, expr: cst.CSTNode) -> set[Path]:
+    def paths(self, expr: cst.CSTNode) -> frozenset[Path]:
         """Access paths whose objects the value of expr may alias or be derived from."""
+        known = self._paths.get(id(expr))
+        if known is None:
+            known = self._paths[id(expr)] = frozenset(self._compute_paths(expr))
+        return known
+
+    def _compute_paths(self, expr: cst.CSTNode) -> set[Path]:
         if isinstance(expr, cst.BaseExpression):
             chain = dotted(expr)
             if chain is not None:
-                return {chain} if self.is_state_root(chain[0]) else set()
+                return {cut(chain)} if self.is_state_root(chain[0]) else set()
         if isinstance(expr, cst.Attribute):
-            return self.paths(expr.value)
+            return set(self.paths(expr.value))
         if isinstance(expr, cst.Subscript):
-            return self.paths(expr.value)
+            return set(self.paths(expr.value))
         if isinstance(expr, cst.Call):
-            out = (
+            out = set(
                 self.paths(expr.func.value)
                 if isinstance(expr.func, cst.Attribute)
                 else self.paths(expr.func)
@@ -238,21 +476,22 @@ class _Scope:
             return out
         if isinstance(expr, (cst.Lambda, cst.FunctionDef)):
             return set()
-        out: set[Path] = set()
-        for child in expr.children:
+        out = set()
+        for child in child_nodes(expr):
             out |= self.paths(child)
         return out
 
     def close_aliases(self, paths: Iterable[Path]) -> set[Path]:
+        """The paths and every path their roots alias (`node = node.next` cuts, not loops)."""
         out: set[Path] = set()
-        todo = list(paths)
+        todo = list(minimal(paths))
         while todo:
             p = todo.pop()
             if p in out:
                 continue
             out.add(p)
             for alias in self.aliases.get(p[0], ()):
-                todo.append(alias + p[1:])
+                todo.append(cut(alias + p[1:]))
         return out
 
 
@@ -267,41 +506,42 @@ def _bindings(
     `for` loops' (target, iterable) pairs are also appended to `loops` when given."""
     out: list[Binding] = []
 
-    class V(cst.CSTVisitor):
-        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-            return False
+    def prune(node: cst.CSTNode) -> bool:
+        return False
 
-        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-            return False
+    def assign(node: cst.Assign) -> None:
+        for t in node.targets:
+            out.append((t.target, node.value))
 
-        def visit_Lambda(self, node: cst.Lambda) -> bool:
-            return False
-
-        def visit_Assign(self, node: cst.Assign) -> None:
-            for t in node.targets:
-                out.append((t.target, node.value))
-
-        def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-            if node.value is not None:
-                out.append((node.target, node.value))
-
-        def visit_AugAssign(self, node: cst.AugAssign) -> None:
+    def ann_assign(node: cst.AnnAssign) -> None:
+        if node.value is not None:
             out.append((node.target, node.value))
 
-        def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
-            out.append((node.target, node.value))
+    def aug_assign(node: cst.AugAssign | cst.NamedExpr) -> None:
+        out.append((node.target, node.value))
 
-        def visit_For(self, node: cst.For) -> None:
-            out.append((node.target, node.iter))
-            if loops is not None:
-                loops.append((node.target, node.iter))
+    def for_(node: cst.For) -> None:
+        out.append((node.target, node.iter))
+        if loops is not None:
+            loops.append((node.target, node.iter))
 
-        def visit_WithItem(self, node: cst.WithItem) -> None:
-            if node.asname is not None:
-                out.append((node.asname.name, node.item))
+    def with_item(node: cst.WithItem) -> None:
+        if node.asname is not None:
+            out.append((node.asname.name, node.item))
 
+    hooks: dict[str, Callable[[Any], bool | None]] = {
+        "FunctionDef": prune,
+        "ClassDef": prune,
+        "Lambda": prune,
+        "Assign": assign,
+        "AnnAssign": ann_assign,
+        "AugAssign": aug_assign,
+        "NamedExpr": aug_assign,
+        "For": for_,
+        "WithItem": with_item,
+    }
     for s in stmt_list:
-        s.visit(V())
+        walk(s, hooks)
     return out
 
 
@@ -315,14 +555,7 @@ def _target_names(target: cst.CSTNode) -> list[str]:
     return []
 
 
-_SCOPE_CACHE: dict[tuple[int, str], _Scope] = {}
-
-
-def _scope_for(project: Project, module: ModuleInfo, scope: str) -> _Scope:
-    key = (id(module), scope)
-    cached = _SCOPE_CACHE.get(key)
-    if cached is not None and cached.project is project:
-        return cached
+def _build_scope(project: Project, module: ModuleInfo, scope: str) -> _Scope:
     sc = _Scope(project, module, scope)
     body: Sequence[cst.CSTNode]
     if scope == "<module>":
@@ -340,7 +573,6 @@ def _scope_for(project: Project, module: ModuleInfo, scope: str) -> _Scope:
         for name in _target_names(target):
             if vpaths:
                 sc.aliases.setdefault(name, set()).update(vpaths)
-    _SCOPE_CACHE[key] = sc
     return sc
 
 
@@ -399,24 +631,81 @@ def analyse_region(
     *,
     is_loop: bool,
 ) -> Effects:
-    sc = _scope_for(project, module, scope)
-    walker = _EffectWalker(project, module, sc, is_loop)
-    for s in statements:
-        s.visit(walker)
-    eff = walker.effects
+    sc = project.scope(module, scope)
+    key = (id(module), scope, tuple(id(s) for s in statements), is_loop)
+    plan = project.plans.get(key)
+    if plan is None:
+        plan = project.plans[key] = _Plan(project, module, sc, statements, is_loop)
+    eff = plan.apply()
     # changing an object in place changes whatever aliases it; rebinding a name does not
     eff.mutated = {p for p in eff.mutated if len(p) == 1 and p[0] in eff.bound}
     eff.mutated |= sc.close_aliases(eff.changed_objects)
-    eff.iterated = sc.close_aliases(eff.iterated) - eff.mutated
+    eff.iterated = minimal(sc.close_aliases(eff.iterated) - eff.mutated)
+    eff.mutated, collapsed = bounded(eff.mutated)
+    if collapsed and is_loop and len(eff.mutated) > MAX_PATHS:
+        line, col = module.position(statements[0])
+        reason = (
+            f"the loop may change {len(eff.mutated)} variables, more than the analysis tracks "
+            f"({MAX_PATHS})"
+        )
+        eff.unbounded.append(Unbounded(module.relpath, line, col, reason))
+    eff.unbounded = _distinct_causes(eff.unbounded)
     return eff
 
 
-class _EffectWalker(cst.CSTVisitor):
+def _distinct_causes(reasons: list[Unbounded]) -> list[Unbounded]:
+    """One reason per first cause (a callback reached from every dynamic call would otherwise be
+    reported once per call and per project forward)."""
+    out: dict[str, Unbounded] = {}
+    for u in reasons:
+        out.setdefault(u.cause(), u)
+    return list(out.values())
+
+
+class _Plan:
+    """A region walked once: the effects that do not depend on callee summaries, and the calls
+    whose summaries are applied anew each time the fixpoint analyses the region."""
+
+    def __init__(
+        self,
+        project: Project,
+        module: ModuleInfo,
+        sc: _Scope,
+        statements: Sequence[cst.CSTNode],
+        is_loop: bool,
+    ) -> None:
+        self.walker = _EffectWalker(project, module, sc, is_loop)
+        hooks = {
+            name[len("visit_") :]: getattr(self.walker, name)
+            for name in dir(self.walker)
+            if name.startswith("visit_")
+        }
+        for s in statements:
+            walk(s, hooks)
+        self.static = self.walker.effects
+        self.calls = self.walker.deferred
+
+    def apply(self) -> Effects:
+        eff = self.static.copy()
+        self.walker.effects = eff
+        for method, args, kwargs in self.calls:
+            method(*args, **kwargs)
+        self.walker.effects = self.static
+        return eff
+
+
+class _EffectWalker:
+    """visit_<Node> hooks (called by `walk`) that collect a region's effects. Calls of project
+    code are deferred: `_apply` and `_dynamic_call` run when the plan is applied."""
+
     def __init__(self, project: Project, module: ModuleInfo, sc: _Scope, is_loop: bool) -> None:
         self.project, self.module, self.sc, self.is_loop = project, module, sc, is_loop
         self.effects = Effects()
         self.finder = module.finder
-        self.depth = 0  # function nesting inside the region
+        self.deferred: list[tuple[Callable[..., None], tuple[Any, ...], dict[str, Any]]] = []
+
+    def _defer(self, method: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        self.deferred.append((method, args, kwargs))
 
     def _unbounded(self, node: cst.CSTNode, reason: str) -> None:
         line, col = self.module.position(node)
@@ -435,7 +724,7 @@ class _EffectWalker(cst.CSTVisitor):
         elif isinstance(target, cst.Attribute):
             chain = dotted(target)
             if chain is not None and self.sc.is_state_root(chain[0]):
-                self.effects.changed_objects.add(chain)
+                self.effects.changed_objects.add(cut(chain))
             elif chain is None:
                 self.effects.changed_objects |= self.sc.paths(target.value)
         elif isinstance(target, cst.Subscript):
@@ -529,11 +818,15 @@ class _EffectWalker(cst.CSTVisitor):
         if self.is_loop:
             self._unbounded(node, "`return` inside the loop leaves it with a value")
 
+    # A generator or coroutine function is not unbounded for its callers: its body's effects are
+    # in its summary, and it runs while they iterate or await it.
     def visit_Yield(self, node: cst.Yield) -> None:
-        self._unbounded(node, "`yield` inside the loop suspends it")
+        if self.is_loop:
+            self._unbounded(node, "`yield` inside the loop suspends it")
 
     def visit_Await(self, node: cst.Await) -> None:
-        self._unbounded(node, "`await` inside the loop suspends it")
+        if self.is_loop:
+            self._unbounded(node, "`await` inside the loop suspends it")
 
     # calls -----------------------------------------------------------------------
     def visit_Call(self, node: cst.Call) -> None:
@@ -557,14 +850,28 @@ class _EffectWalker(cst.CSTVisitor):
             targets = self.project.resolve_name(self.module, self.sc.scope, name)
             if targets:
                 for key in targets:
-                    self._apply(key, node, receiver=None, skip_self=key.endswith(".__init__"))
+                    self._defer(
+                        self._apply,
+                        key,
+                        node,
+                        receiver=None,
+                        skip_self=key.endswith(".__init__"),
+                        args=arg_paths,
+                    )
                 return
-            if self.project.is_library_name(self.module, name) or name in self.module.classes:
+            if self.project.is_library_name(self.module, name) or self.project.is_project_name(
+                self.module, self.sc.scope, name
+            ):  # a class: a library one, or a project one without an __init__ of its own
                 if not name[:1].isupper():
                     self.effects.changed_objects |= arg_paths
                 return
             # a variable holding a callable: an object (`model(x)`) or a callback
-            self._dynamic_call(node, {(name,)} if self.sc.is_state_root(name) else set(), arg_paths)
+            self._defer(
+                self._dynamic_call,
+                node,
+                {(name,)} if self.sc.is_state_root(name) else set(),
+                arg_paths,
+            )
             return
         if isinstance(func, cst.Attribute):
             method = func.attr.value
@@ -576,10 +883,23 @@ class _EffectWalker(cst.CSTVisitor):
                 )
                 if other is not None and attr is None:
                     if method in other.functions:
-                        self._apply(f"{other.relpath}:{method}", node, receiver=None)
+                        self._defer(
+                            self._apply,
+                            f"{other.relpath}:{method}",
+                            node,
+                            receiver=None,
+                            args=arg_paths,
+                        )
                     elif method in other.classes:
                         for key in self.project._class_init(other, method):
-                            self._apply(key, node, receiver=None, skip_self=True)
+                            self._defer(
+                                self._apply,
+                                key,
+                                node,
+                                receiver=None,
+                                skip_self=True,
+                                args=arg_paths,
+                            )
                     return
                 if other is None and attr is None:  # a library module: torch.x(...), np.y(...)
                     if not method[:1].isupper():
@@ -589,53 +909,81 @@ class _EffectWalker(cst.CSTVisitor):
                 return
             self.effects.changed_objects |= _nonmodule(self.sc.paths(receiver), self)
             self.effects.changed_objects |= arg_paths
+            receiver_paths = self.sc.paths(receiver)
             for key in self.project.by_method_name.get(method, []):
-                self._apply(key, node, receiver=receiver)
+                self._defer(self._apply, key, node, receiver=receiver_paths, args=arg_paths)
             return
-        self._dynamic_call(node, self.sc.paths(func), arg_paths)
+        self._defer(self._dynamic_call, node, self.sc.paths(func), arg_paths)
 
     def _escaping_arg(self, value: cst.BaseExpression) -> None:
         """A project function passed as an argument may be called by the callee."""
         if isinstance(value, cst.Name):
             for key in self.project.resolve_name(self.module, self.sc.scope, value.value):
                 if key in self.project.escaping:
-                    self._apply(key, None, receiver=None, all_args=True)
+                    self._defer(self._apply, key, None, receiver=None, all_args=True, at=value)
 
     def _dynamic_call(self, node: cst.Call, callee: set[Path], arg_paths: set[Path]) -> None:
-        self.effects.changed_objects |= callee | arg_paths
-        receiver = node.func if callee else None
-        for key in self.project.escaping:
-            self._apply(key, node, receiver=None, all_args=True)
-        for method in ("forward", "__call__"):
-            for key in self.project.by_method_name.get(method, []):
-                self._apply(key, node, receiver=receiver, all_args=True)
+        """A call of a variable: it may be any escaping function, or any project object's
+        `forward`/`__call__` with the callee as `self`. Applies their merged summary."""
+        changed = self.effects.changed_objects
+        changed |= callee | arg_paths
+        dyn = self.project.dynamic_summary()
+        self.effects.callees.update(dyn.keys)
+        if callee:
+            for p in callee:
+                changed.update(cut(p + rest) for rest in dyn.self_rests)
+            arg_rests = dyn.arg_rests
+        else:  # no receiver: `self` may be any argument
+            arg_rests = dyn.self_or_arg_rests
+        for p in arg_paths:
+            changed.update(cut(p + rest) for rest in arg_rests)
+        for module_name, path in dyn.globals:
+            changed.add(self._global(module_name, path))
+        for qualname, u in dyn.reasons:
+            self._inherit(node, qualname, u)
+
+    def _global(self, module_name: str, path: Path) -> Path:
+        """A global path of a summary, as seen from this module."""
+        if path[0].startswith("@") or module_name == self.module.module_name:
+            return path
+        return cut((f"@{module_name}:{path[0]}", *path[1:]))
+
+    def _inherit(self, call: cst.CSTNode | None, qualname: str, u: Unbounded) -> None:
+        line, col = self.module.position(call) if call is not None else (0, 0)
+        reason = f"calls {qualname}, which cannot be bounded ({u.cause()})"
+        self.effects.unbounded.append(Unbounded(self.module.relpath, line, col, reason, u.cause()))
 
     def _apply(
         self,
         key: str,
         call: cst.Call | None,
         *,
-        receiver: cst.BaseExpression | None,
+        receiver: set[Path] | None,
         skip_self: bool = False,
         all_args: bool = False,
+        args: set[Path] | None = None,
+        at: cst.CSTNode | None = None,
     ) -> None:
+        """Apply a callee's summary at a call. receiver: the paths `self` is bound to (a method
+        call); args: the paths of all the call's arguments (computed here when not given)."""
         module, fn = self.project.functions[key]
         self.effects.callees.add(key)
         summary = self.project.summaries[key]
         for u in summary.unbounded:
-            line, col = self.module.position(call) if call is not None else (0, 0)
-            reason = f"calls {fn.qualname}, which cannot be bounded ({u})"
-            self.effects.unbounded.append(Unbounded(self.module.relpath, line, col, reason))
+            self._inherit(call if call is not None else at, fn.qualname, u)
         params = list(fn.params)
         bound_args: dict[str, set[Path]] = {}
         every_arg: set[Path] = set()
         if call is not None:
-            for a in call.args:
-                every_arg |= self.sc.paths(a.value)
+            if args is None:
+                for a in call.args:
+                    every_arg |= self.sc.paths(a.value)
+            else:
+                every_arg = args
         if fn.is_method and params:
             self_name = params.pop(0)
             if receiver is not None:
-                bound_args[self_name] = self.sc.paths(receiver)
+                bound_args[self_name] = receiver
             elif not skip_self:
                 bound_args[self_name] = every_arg
         conservative = all_args or fn.star_params or call is None or any(a.star for a in call.args)
@@ -647,6 +995,7 @@ class _EffectWalker(cst.CSTVisitor):
                 elif pos < len(params):
                     bound_args[params[pos]] = self.sc.paths(a.value)
                     pos += 1
+        changed = self.effects.changed_objects
         for path in summary.mutated:
             root = path[0]
             if root.startswith("$"):
@@ -657,11 +1006,9 @@ class _EffectWalker(cst.CSTVisitor):
                     else bound_args.get(name, set())
                 )
                 for p in sources:
-                    self.effects.changed_objects.add(p + path[1:])
-            elif root.startswith("@") or module is self.module:
-                self.effects.changed_objects.add(path)
+                    changed.add(cut(p + path[1:]))
             else:
-                self.effects.changed_objects.add((f"@{module.module_name}:{root}", *path[1:]))
+                changed.add(self._global(module.module_name, path))
 
 
 def _nonmodule(paths: set[Path], walker: _EffectWalker) -> set[Path]:

@@ -31,21 +31,19 @@ def _stmt(code: str) -> cst.BaseStatement:
 
 
 def _contains_yield(fn: cst.FunctionDef) -> bool:
-    class V(cst.CSTVisitor):
-        found = False
+    from florc.transforms.effects import walk
 
-        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-            return node is fn
+    found = False
 
-        def visit_Lambda(self, node: cst.Lambda) -> bool:
-            return False
+    def yield_(node: cst.Yield) -> None:
+        nonlocal found
+        found = True
 
-        def visit_Yield(self, node: cst.Yield) -> None:
-            V.found = True
+    def prune(node: cst.CSTNode) -> bool:
+        return node is fn
 
-    v = V()
-    fn.visit(v)
-    return V.found or fn.asynchronous is not None
+    walk(fn, {"FunctionDef": prune, "Lambda": lambda node: False, "Yield": yield_})
+    return found or fn.asynchronous is not None
 
 
 class _Instrumenter(cst.CSTTransformer):
