@@ -285,7 +285,9 @@ def test_env_step_is_not_a_training_step(tmp_path: Path) -> None:
         "through finish_episode()"
     )
     # without the update, no loop trains: the first loop with a nested loop is the fallback
-    untrained = compile_text(tmp_path, RL.replace("    finish_episode()\n", "    rewards.clear()\n"))
+    untrained = compile_text(
+        tmp_path, RL.replace("    finish_episode()\n", "    rewards.clear()\n")
+    )
     assert untrained.main_loop == "train.py:<module>:0"
     assert untrained.main_loop_rule == "fallback"
     assert untrained.main_loop_reason.startswith("fallback: no loop reaches a training step")
