@@ -109,6 +109,9 @@ def _hook(result: CompileResult, root: Path, session: Session) -> ProjectImportH
 
 
 def _describe_main(result: CompileResult) -> str:
+    fw = result.framework
+    if result.main_loop is None and fw:
+        return f"no main loop of its own: training runs inside {fw['framework']}"
     if result.main_loop is None:
         return "no main loop found"
     lp = result.loop(result.main_loop)
@@ -120,6 +123,39 @@ def _describe_main(result: CompileResult) -> str:
         if other.parent_loop == lp.loop_id and other.instrumented
     )
     return f"main loop at {lp.relpath}:{lp.line}, {blocks} blocks under it"
+
+
+def _framework_where(fw: dict[str, Any]) -> str:
+    return f"{fw['relpath']}:{fw['line']}:{fw['col']}"
+
+
+def _what_works(result: CompileResult) -> str:
+    """For a script without a main loop: what record and replay do with it, and what works."""
+    fw = result.framework
+    own = (
+        "a training loop of your own (one that calls model.training_step(batch, i), "
+        "loss.backward() and optimizer.step() per batch)"
+        if fw
+        else "a loop of your own that trains (calls loss.backward() or optimizer.step())"
+    )
+    return (
+        "Record runs the script unchanged, without checkpoints; replay has no epochs to restore "
+        "(run the edited script again to see new statements). florc can replay "
+        f"{own}, or a loop of yours marked `# florc: main-loop`."
+    )
+
+
+def _no_main_loop(result: CompileResult) -> str:
+    """Why a script has no main loop, at the place that explains it, and what works today."""
+    fw = result.framework
+    if fw:
+        head = (
+            f"{_framework_where(fw)}: the training loop runs inside {fw['framework']} "
+            f"(`{fw['code']}`); florc cannot checkpoint a loop inside an installed package yet."
+        )
+    else:
+        head = f"{result.script}: no main loop: {result.main_loop_reason}."
+    return f"{head}\n  {_what_works(result)}"
 
 
 def _mb(n: int) -> str:
@@ -197,7 +233,9 @@ def _check_one(path: Path, root: Path, rel: str, cfg: config.Config) -> tuple[st
             "",
         )
     if result.main_loop is None:
-        message = f"{rel}:1:1: no main loop found: {result.main_loop_reason}"
+        fw = result.framework
+        where = _framework_where(fw) if fw else f"{rel}:1:1"
+        message = f"{where}: no main loop found: {result.main_loop_reason}"
         if cfg.configured_scripts:
             return message + f" (it is a training script by {cfg.source} scripts)", ""
         return "", "note: " + message
@@ -216,6 +254,7 @@ def report(script: str) -> str:
         out.append(f"main loop: {main.relpath}:{main.line} ({result.main_loop_reason})")
     else:
         out.append(f"main loop: none — {result.main_loop_reason}")
+        out.append(f"  {_what_works(result)}")
     for fm in result.files.values():
         for lp in fm.loops:
             role = "main loop" if lp.loop_id == result.main_loop else "block"
@@ -318,6 +357,8 @@ def record(
         f"{how} {result.script} ({_describe_main(result)}) · run {run_id} · "
         f"store {where}/ · checkpoints: {policy_text}"
     )
+    if result.main_loop is None:
+        _say(_no_main_loop(result))
     writer.submit_checkpoint(
         CheckpointJob(
             run_id, START_LOOP, 0, 0, st.Snapshot(rng=st.start_rng(_imports_torch(result))), {}
@@ -341,10 +382,17 @@ def record(
             _say(outcome.error)
         return RecordResult(run_id, outcome)
     s = session.stats
-    line = (
-        f"run {run_id} {status} — {iterations} main-loop iterations, "
-        f"{s.checkpoints} checkpoints ({_mb(total)}, {_mb(stored)} stored)"
-    )
+    if result.main_loop is None:
+        fw = result.framework
+        why = (
+            f"the training loop is inside {fw['framework']} ({_framework_where(fw)})"
+            if fw
+            else "no main loop"
+        )
+        line = f"run {run_id} {status} — nothing to replay: {why}, "
+    else:
+        line = f"run {run_id} {status} — {iterations} main-loop iterations, "
+    line += f"{s.checkpoints} checkpoints ({_mb(total)}, {_mb(stored)} stored)"
     if s.skipped:
         line += f", {s.skipped} skipped to stay within the budget"
     summary = policy.summary()
@@ -364,8 +412,22 @@ def record(
         _say(note)
     if outcome.error and outcome.status != "done":
         _say(outcome.error)
+        missing = _missing_framework(result, outcome.error)
+        if missing:
+            _say(
+                f"{missing} is not installed in the Python florc runs with ({sys.executable}); "
+                f"a plain run fails the same way: install it there, then record again"
+            )
     store.close()
     return RecordResult(run_id, outcome)
+
+
+def _missing_framework(result: CompileResult, error: str) -> str | None:
+    """The framework's package, when the run failed because it cannot be imported."""
+    m = re.search(r"No module named '([\w.]+)'", error)
+    if result.framework is None or m is None:
+        return None
+    return m.group(1)
 
 
 _TORCH_IMPORT = re.compile(r"^\s*(?:import|from)\s+torch\b", re.MULTILINE)
@@ -647,6 +709,8 @@ def replay(
         return _retry(prep, allow_changes, executor, address)
     store, meta = prep.store, prep.meta
     values = [v for _, v in prep.iterations]
+    if not values:
+        raise UsageError(_nothing_to_replay(prep))
     targets, how = parse_epochs(epochs, values)
     faithful = prep.alignment.faithful
     replay_id = store.create_run(
@@ -715,6 +779,18 @@ def replay(
     _say(verdict.line)
     store.close()
     return ReplayResult(replay_id, outcome, faithful, verdict.line)
+
+
+def _nothing_to_replay(prep: PreparedReplay) -> str:
+    result, run = prep.result, prep.run
+    if result.main_loop is None:
+        return f"run {run} has no main-loop iterations to replay. " + _no_main_loop(result)
+    lp = result.loop(result.main_loop)
+    where = f" at {lp.relpath}:{lp.line}:{lp.col}" if lp is not None else ""
+    return (
+        f"run {run} has no main-loop iterations to replay: it ended ({prep.meta['status']}) "
+        f"before its main loop{where} finished one iteration; record again"
+    )
 
 
 def restore_summary(boundaries: int, blocks: int, rerun: int, cheaper: int, read: int) -> str:
