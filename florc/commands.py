@@ -200,12 +200,15 @@ def check(files: list[str], staged: bool, cwd: Path) -> CheckResult:
         root = find_root(path)
         cfg = config.load(root)
         rel = path.resolve().relative_to(root.resolve()).as_posix()
-        if not cfg.is_training_script(path, root):
+        why = _training_script(path, root, cfg)
+        if why is None:
             out.ignored.append(rel)
             continue
         problem, note = _check_one(path, root, rel, cfg)
         if problem:
             out.problems.append(problem)
+            if why:
+                out.notes.append(f"{rel}: checked as a training script because {why}")
         else:
             out.checked.append(rel)
         if note:
@@ -213,6 +216,93 @@ def check(files: list[str], staged: bool, cwd: Path) -> CheckResult:
         if staged and not problem and hooks.unstaged_changes(path):
             out.notes.append(f"{rel}: has unstaged changes; the working-tree version was checked")
     return out
+
+
+_TRAINING_TEXT = re.compile(r"\.(?:backward|step)\s*\(|#\s*florc:\s*main-loop")
+
+
+def _training_script(path: Path, root: Path, cfg: config.Config) -> str | None:
+    """Why a file counts as a training script ("" when the configured globs name it), or None.
+
+    Beyond the globs: a file in which the main-loop search finds a loop that trains; a file
+    that does not parse, when its text has a training step (`.backward(`, `.step(`) or its
+    version in HEAD was a training script. Cheap first: a file whose text, and that of the
+    project modules it imports, has no training step is decided without the analysis."""
+    if cfg.is_training_script(path, root):
+        return ""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return _training_text(path, root, text, head=True)
+
+
+def _training_text(path: Path, root: Path, text: str, head: bool) -> str | None:
+    import ast
+
+    from florc import hooks
+
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        if _TRAINING_TEXT.search(text):
+            return "it has a training step (`.backward(` or `.step(`)"
+        old = hooks.head_version(path) if head else None
+        if old is not None and _training_text(path, root, old, head=False) is not None:
+            return "it was a training script in HEAD"
+        return None
+    if not _reaches_training_text(path, root, text, tree):
+        return None
+    from florc.transforms.compiler import find_script_main_loop
+
+    try:
+        main = find_script_main_loop(path, root, source=text)
+    except Exception:  # noqa: BLE001 -- training text that florc cannot analyse: check it
+        return "it has a training step (`.backward(` or `.step(`)"
+    if main.rule in ("pragma", "trains"):
+        return f"its main loop {main.reason}"
+    return None
+
+
+def _reaches_training_text(path: Path, root: Path, text: str, tree: Any) -> bool:
+    """Whether the file or a project module it imports (transitively) has a training step in
+    its text: the cheap test that spares most files the analysis."""
+    import ast
+
+    from florc.transforms.compiler import _resolve_import_file as resolve_import_file
+
+    seen = {path.resolve()}
+    todo = [(path, text, tree)]
+    while todo:
+        here, source, parsed = todo.pop()
+        if _TRAINING_TEXT.search(source):
+            return True
+        if parsed is None:
+            continue
+        found: list[Path] = []
+        for node in ast.walk(parsed):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    found += resolve_import_file(root, here.parent, alias.name, 0)
+            elif isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                found += resolve_import_file(root, here.parent, mod, node.level)
+                for alias in node.names:
+                    sub = f"{mod}.{alias.name}" if mod else alias.name
+                    found += resolve_import_file(root, here.parent, sub, node.level)
+        for f in found:
+            f = f.resolve()
+            if f in seen or not is_project_file(f, root) or len(seen) > 500:
+                continue
+            seen.add(f)
+            try:
+                other = f.read_text(encoding="utf-8")
+                todo.append((f, other, ast.parse(other)))
+            except (OSError, UnicodeDecodeError):
+                continue
+            except (SyntaxError, ValueError):
+                todo.append((f, other, None))
+    return False
 
 
 def _check_one(path: Path, root: Path, rel: str, cfg: config.Config) -> tuple[str, str]:
