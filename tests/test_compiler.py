@@ -453,3 +453,47 @@ trainer.fit(model)
     own = script + "for batch in [torch.ones(2)]:\n    model.training_step(batch, 0).backward()\n"
     result = compile_files(tmp_path, {"model.py": model, "train.py": "import torch\n" + own})
     assert result.main_loop == "train.py:<module>:2" and result.framework is None
+
+
+FIRE = """\
+import fire
+import torch
+import torchvision
+
+
+def train(model, opt, data):
+    for x in data:
+        loss = model(x).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def load(root, train):
+    return torchvision.datasets.MNIST(root, train)  # a parameter, not the function train
+
+
+def main(epochs=3):
+    data = load("data", True)
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, 1)
+    for epoch in range(epochs):
+        train(model, opt, [torch.ones(2)])
+        scheduler.step()
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
+"""
+
+
+def test_a_function_handed_to_a_runner_is_searched_and_a_schedule_step_does_not_train(
+    tmp_path: Path,
+) -> None:
+    result = compile_text(tmp_path, FIRE)
+    assert result.main_loop == "train.py:main:0"
+    assert result.main_loop_reason == (
+        "the outermost loop that trains: it reaches loss.backward() at train.py:10:9 "
+        "through train()"
+    )

@@ -143,6 +143,9 @@ def is_training_step(project: Project, module: ModuleInfo, scope: str, call: cst
         return True
     if name != "step":
         return False
+    receiver = dotted(func.value)
+    if receiver and "sched" in receiver[-1].lower():
+        return False  # a learning-rate schedule steps beside training, it does not train
     if not call.args:
         return True
     if any(a.keyword is not None and a.keyword.value == "closure" for a in call.args):
@@ -157,7 +160,6 @@ def is_training_step(project: Project, module: ModuleInfo, scope: str, call: cst
         not key.endswith(".__init__") for key in project.resolve_name(module, scope, arg.value)
     ):
         return True  # opt.step(closure) with a function of the project
-    receiver = dotted(func.value)
     argument = dotted(arg)
     if receiver and "scaler" in receiver[-1].lower():
         return True  # scaler.step(optimizer)
@@ -307,15 +309,26 @@ def call_targets(
     """Project functions a call may run. passed: also the project functions handed to it as
     arguments (`fire.Fire(main)`, `mp.spawn(worker, ...)`), which the callee may call."""
     out = _targets(project, module, scope, call)
-    if passed:
-        for arg in call.args:
-            if isinstance(arg.value, cst.Name):
-                out += [
-                    k
-                    for k in project.resolve_name(module, scope, arg.value.value)
-                    if not k.endswith(".__init__") and k not in out
-                ]
+    if not passed:
+        return out
+    fn = project.functions.get(function_key(module, scope))
+    params = set(fn[1].params) if fn is not None else set()
+    for arg in call.args:
+        value = arg.value
+        if not isinstance(value, cst.Name) or value.value in params:
+            continue  # `datasets.MNIST(root, train=train)` passes a parameter, not a function
+        if arg.keyword is not None and arg.keyword.value not in _FUNCTION_KEYWORDS:
+            continue
+        out += [
+            k
+            for k in project.resolve_name(module, scope, value.value)
+            if not k.endswith(".__init__") and k not in out
+        ]
     return out
+
+
+# keywords under which a call takes a function it will run: Thread(target=train), ...
+_FUNCTION_KEYWORDS = frozenset({"target", "func", "fn", "function", "main", "main_fn"})
 
 
 def _targets(project: Project, module: ModuleInfo, scope: str, call: cst.Call) -> list[str]:
