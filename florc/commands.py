@@ -260,7 +260,7 @@ def _training_text(path: Path, root: Path, text: str, head: bool) -> str | None:
     except Exception:  # noqa: BLE001 -- training text that florc cannot analyse: check it
         return "it has a training step (`.backward(` or `.step(`)"
     if main.rule in ("pragma", "trains"):
-        return f"its main loop {main.reason}"
+        return f"its main loop is {main.reason}"
     return None
 
 
