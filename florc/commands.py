@@ -122,7 +122,10 @@ def _describe_main(result: CompileResult) -> str:
         for other in fm.loops
         if other.parent_loop == lp.loop_id and other.instrumented
     )
-    return f"main loop at {lp.relpath}:{lp.line}, {blocks} blocks under it"
+    out = f"main loop at {lp.relpath}:{lp.line}, {blocks} blocks under it"
+    if result.main_loop_rule == "fallback":
+        out += "; no loop trains, so the first loop with a nested loop"
+    return out
 
 
 def _framework_where(fw: dict[str, Any]) -> str:
@@ -713,8 +716,9 @@ def _prepare_replay(
     main = result.main_loop
     if main != meta["main_loop"]:
         raise FlorcError(
-            f"the main loop moved ({meta['main_loop']} when recorded, {main} now); "
-            "replay needs the recorded structure"
+            f"the main loop moved ({meta['main_loop']} when recorded, {main} now: "
+            f"{result.main_loop_reason}); replay needs the recorded structure: record the "
+            "script again (or mark the recorded loop `# florc: main-loop`)"
         )
     probed = set(alignment.changed_loops)
     for loop_id, fns in store.callees(run).items():
