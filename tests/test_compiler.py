@@ -497,3 +497,29 @@ def test_a_function_handed_to_a_runner_is_searched_and_a_schedule_step_does_not_
         "the outermost loop that trains: it reaches loss.backward() at train.py:10:9 "
         "through train()"
     )
+
+
+@pytest.mark.parametrize(
+    "call, trains",
+    [
+        ("loss.backward()", True),
+        ("scaler.scale(loss).backward()", True),
+        ("accelerator.backward(loss)", True),
+        ("optimizer.step()", True),
+        ("self.opt.step(closure=closure)", True),
+        ("optimizer.step(closure)", True),  # closure is a function of the script
+        ("optimizer.step(lambda: closure())", True),
+        ("scaler.step(optimizer)", True),
+        ("self.scaler.step(self.optD)", True),
+        ("env.step(action)", False),
+        ("envs.step(actions.cpu().numpy())", False),
+        ("env.step(options)", False),
+        ("scheduler.step()", False),
+        ("lr_scheduler.step(val_loss)", False),
+        ("counter.step", False),
+    ],
+)
+def test_what_counts_as_a_training_step(tmp_path: Path, call: str, trains: bool) -> None:
+    text = f"def closure():\n    pass\n\n\nfor i in range(3):\n    {call}\n"
+    result = compile_text(tmp_path, text)
+    assert (result.main_loop_rule == "trains") is trains, result.main_loop_reason

@@ -130,7 +130,8 @@ def _code(module: ModuleInfo, node: cst.CSTNode, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-_OPTIMIZER = re.compile(r"optim|(^|_)opt($|_|\d)|^opt[A-Z]", re.IGNORECASE)
+# optimizer, optimizerD, d_optim, opt, opt_g, g_opt, optD -- not options, adopt, optional
+_OPTIMIZER = re.compile(r"[Oo]ptim|(^|_)[Oo]pt($|_|\d|[A-Z])")
 
 
 def is_training_step(project: Project, module: ModuleInfo, scope: str, call: cst.Call) -> bool:
@@ -161,6 +162,8 @@ def is_training_step(project: Project, module: ModuleInfo, scope: str, call: cst
     ):
         return True  # opt.step(closure) with a function of the project
     argument = dotted(arg)
+    if argument and "closure" in argument[-1].lower():
+        return True  # opt.step(self.closure)
     if receiver and "scaler" in receiver[-1].lower():
         return True  # scaler.step(optimizer)
     return bool(argument and _OPTIMIZER.search(argument[-1]))
