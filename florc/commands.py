@@ -109,6 +109,9 @@ def _hook(result: CompileResult, root: Path, session: Session) -> ProjectImportH
 
 
 def _describe_main(result: CompileResult) -> str:
+    fw = result.framework
+    if result.main_loop is None and fw:
+        return f"no main loop of its own: training runs inside {fw['framework']}"
     if result.main_loop is None:
         return "no main loop found"
     lp = result.loop(result.main_loop)
@@ -119,7 +122,43 @@ def _describe_main(result: CompileResult) -> str:
         for other in fm.loops
         if other.parent_loop == lp.loop_id and other.instrumented
     )
-    return f"main loop at {lp.relpath}:{lp.line}, {blocks} blocks under it"
+    out = f"main loop at {lp.relpath}:{lp.line}, {blocks} blocks under it"
+    if result.main_loop_rule == "fallback":
+        out += "; no loop trains, so the first loop with a nested loop"
+    return out
+
+
+def _framework_where(fw: dict[str, Any]) -> str:
+    return f"{fw['relpath']}:{fw['line']}:{fw['col']}"
+
+
+def _what_works(result: CompileResult) -> str:
+    """For a script without a main loop: what record and replay do with it, and what works."""
+    fw = result.framework
+    own = (
+        "a training loop of your own (one that calls model.training_step(batch, i), "
+        "loss.backward() and optimizer.step() per batch)"
+        if fw
+        else "a loop of your own that trains (calls loss.backward() or optimizer.step())"
+    )
+    return (
+        "Record runs the script unchanged, without checkpoints; replay has no epochs to restore "
+        "(run the edited script again to see new statements). florc can replay "
+        f"{own}, or a loop of yours marked `# florc: main-loop`."
+    )
+
+
+def _no_main_loop(result: CompileResult) -> str:
+    """Why a script has no main loop, at the place that explains it, and what works today."""
+    fw = result.framework
+    if fw:
+        head = (
+            f"{_framework_where(fw)}: the training loop runs inside {fw['framework']} "
+            f"(`{fw['code']}`); florc cannot checkpoint a loop inside an installed package yet."
+        )
+    else:
+        head = f"{result.script}: no main loop: {result.main_loop_reason}."
+    return f"{head}\n  {_what_works(result)}"
 
 
 def _mb(n: int) -> str:
@@ -164,12 +203,15 @@ def check(files: list[str], staged: bool, cwd: Path) -> CheckResult:
         root = find_root(path)
         cfg = config.load(root)
         rel = path.resolve().relative_to(root.resolve()).as_posix()
-        if not cfg.is_training_script(path, root):
+        why = _training_script(path, root, cfg)
+        if why is None:
             out.ignored.append(rel)
             continue
         problem, note = _check_one(path, root, rel, cfg)
         if problem:
             out.problems.append(problem)
+            if why:
+                out.notes.append(f"{rel}: checked as a training script because {why}")
         else:
             out.checked.append(rel)
         if note:
@@ -177,6 +219,93 @@ def check(files: list[str], staged: bool, cwd: Path) -> CheckResult:
         if staged and not problem and hooks.unstaged_changes(path):
             out.notes.append(f"{rel}: has unstaged changes; the working-tree version was checked")
     return out
+
+
+_TRAINING_TEXT = re.compile(r"\.(?:backward|step)\s*\(|#\s*florc:\s*main-loop")
+
+
+def _training_script(path: Path, root: Path, cfg: config.Config) -> str | None:
+    """Why a file counts as a training script ("" when the configured globs name it), or None.
+
+    Beyond the globs: a file in which the main-loop search finds a loop that trains; a file
+    that does not parse, when its text has a training step (`.backward(`, `.step(`) or its
+    version in HEAD was a training script. Cheap first: a file whose text, and that of the
+    project modules it imports, has no training step is decided without the analysis."""
+    if cfg.is_training_script(path, root):
+        return ""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return _training_text(path, root, text, head=True)
+
+
+def _training_text(path: Path, root: Path, text: str, head: bool) -> str | None:
+    import ast
+
+    from florc import hooks
+
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        if _TRAINING_TEXT.search(text):
+            return "it has a training step (`.backward(` or `.step(`)"
+        old = hooks.head_version(path) if head else None
+        if old is not None and _training_text(path, root, old, head=False) is not None:
+            return "it was a training script in HEAD"
+        return None
+    if not _reaches_training_text(path, root, text, tree):
+        return None
+    from florc.transforms.compiler import find_script_main_loop
+
+    try:
+        main = find_script_main_loop(path, root, source=text)
+    except Exception:  # noqa: BLE001 -- training text that florc cannot analyse: check it
+        return "it has a training step (`.backward(` or `.step(`)"
+    if main.rule in ("pragma", "trains"):
+        return f"its main loop is {main.reason}"
+    return None
+
+
+def _reaches_training_text(path: Path, root: Path, text: str, tree: Any) -> bool:
+    """Whether the file or a project module it imports (transitively) has a training step in
+    its text: the cheap test that spares most files the analysis."""
+    import ast
+
+    from florc.transforms.compiler import _resolve_import_file as resolve_import_file
+
+    seen = {path.resolve()}
+    todo = [(path, text, tree)]
+    while todo:
+        here, source, parsed = todo.pop()
+        if _TRAINING_TEXT.search(source):
+            return True
+        if parsed is None:
+            continue
+        found: list[Path] = []
+        for node in ast.walk(parsed):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    found += resolve_import_file(root, here.parent, alias.name, 0)
+            elif isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                found += resolve_import_file(root, here.parent, mod, node.level)
+                for alias in node.names:
+                    sub = f"{mod}.{alias.name}" if mod else alias.name
+                    found += resolve_import_file(root, here.parent, sub, node.level)
+        for f in found:
+            f = f.resolve()
+            if f in seen or not is_project_file(f, root) or len(seen) > 500:
+                continue
+            seen.add(f)
+            try:
+                other = f.read_text(encoding="utf-8")
+                todo.append((f, other, ast.parse(other)))
+            except (OSError, UnicodeDecodeError):
+                continue
+            except (SyntaxError, ValueError):
+                todo.append((f, other, None))
+    return False
 
 
 def _check_one(path: Path, root: Path, rel: str, cfg: config.Config) -> tuple[str, str]:
@@ -197,7 +326,9 @@ def _check_one(path: Path, root: Path, rel: str, cfg: config.Config) -> tuple[st
             "",
         )
     if result.main_loop is None:
-        message = f"{rel}:1:1: no main loop found: {result.main_loop_reason}"
+        fw = result.framework
+        where = _framework_where(fw) if fw else f"{rel}:1:1"
+        message = f"{where}: no main loop found: {result.main_loop_reason}"
         if cfg.configured_scripts:
             return message + f" (it is a training script by {cfg.source} scripts)", ""
         return "", "note: " + message
@@ -216,6 +347,7 @@ def report(script: str) -> str:
         out.append(f"main loop: {main.relpath}:{main.line} ({result.main_loop_reason})")
     else:
         out.append(f"main loop: none — {result.main_loop_reason}")
+        out.append(f"  {_what_works(result)}")
     for fm in result.files.values():
         for lp in fm.loops:
             role = "main loop" if lp.loop_id == result.main_loop else "block"
@@ -318,6 +450,8 @@ def record(
         f"{how} {result.script} ({_describe_main(result)}) · run {run_id} · "
         f"store {where}/ · checkpoints: {policy_text}"
     )
+    if result.main_loop is None:
+        _say(_no_main_loop(result))
     writer.submit_checkpoint(
         CheckpointJob(
             run_id, START_LOOP, 0, 0, st.Snapshot(rng=st.start_rng(_imports_torch(result))), {}
@@ -341,10 +475,17 @@ def record(
             _say(outcome.error)
         return RecordResult(run_id, outcome)
     s = session.stats
-    line = (
-        f"run {run_id} {status} — {iterations} main-loop iterations, "
-        f"{s.checkpoints} checkpoints ({_mb(total)}, {_mb(stored)} stored)"
-    )
+    if result.main_loop is None:
+        fw = result.framework
+        why = (
+            f"the training loop is inside {fw['framework']} ({_framework_where(fw)})"
+            if fw
+            else "no main loop"
+        )
+        line = f"run {run_id} {status} — nothing to replay: {why}, "
+    else:
+        line = f"run {run_id} {status} — {iterations} main-loop iterations, "
+    line += f"{s.checkpoints} checkpoints ({_mb(total)}, {_mb(stored)} stored)"
     if s.skipped:
         line += f", {s.skipped} skipped to stay within the budget"
     summary = policy.summary()
@@ -364,8 +505,22 @@ def record(
         _say(note)
     if outcome.error and outcome.status != "done":
         _say(outcome.error)
+        missing = _missing_framework(result, outcome.error)
+        if missing:
+            _say(
+                f"{missing} is not installed in the Python florc runs with ({sys.executable}); "
+                f"a plain run fails the same way: install it there, then record again"
+            )
     store.close()
     return RecordResult(run_id, outcome)
+
+
+def _missing_framework(result: CompileResult, error: str) -> str | None:
+    """The framework's package, when the run failed because it cannot be imported."""
+    m = re.search(r"No module named '([\w.]+)'", error)
+    if result.framework is None or m is None:
+        return None
+    return m.group(1)
 
 
 _TORCH_IMPORT = re.compile(r"^\s*(?:import|from)\s+torch\b", re.MULTILINE)
@@ -561,8 +716,9 @@ def _prepare_replay(
     main = result.main_loop
     if main != meta["main_loop"]:
         raise FlorcError(
-            f"the main loop moved ({meta['main_loop']} when recorded, {main} now); "
-            "replay needs the recorded structure"
+            f"the main loop moved ({meta['main_loop']} when recorded, {main} now: "
+            f"{result.main_loop_reason}); replay needs the recorded structure: record the "
+            "script again (or mark the recorded loop `# florc: main-loop`)"
         )
     probed = set(alignment.changed_loops)
     for loop_id, fns in store.callees(run).items():
@@ -647,6 +803,8 @@ def replay(
         return _retry(prep, allow_changes, executor, address)
     store, meta = prep.store, prep.meta
     values = [v for _, v in prep.iterations]
+    if not values:
+        raise UsageError(_nothing_to_replay(prep))
     targets, how = parse_epochs(epochs, values)
     faithful = prep.alignment.faithful
     replay_id = store.create_run(
@@ -715,6 +873,18 @@ def replay(
     _say(verdict.line)
     store.close()
     return ReplayResult(replay_id, outcome, faithful, verdict.line)
+
+
+def _nothing_to_replay(prep: PreparedReplay) -> str:
+    result, run = prep.result, prep.run
+    if result.main_loop is None:
+        return f"run {run} has no main-loop iterations to replay. " + _no_main_loop(result)
+    lp = result.loop(result.main_loop)
+    where = f" at {lp.relpath}:{lp.line}:{lp.col}" if lp is not None else ""
+    return (
+        f"run {run} has no main-loop iterations to replay: it ended ({prep.meta['status']}) "
+        f"before its main loop{where} finished one iteration; record again"
+    )
 
 
 def restore_summary(boundaries: int, blocks: int, rerun: int, cheaper: int, read: int) -> str:

@@ -7,7 +7,9 @@
 
 Command-line options override these. Globs match paths relative to the project root (the git
 root above the script, else its folder); `**` matches any number of folders. A project without a
-configuration treats files named `train*.py` or `*_train.py` as training scripts.
+configuration treats files named `train*.py` or `*_train.py` as training scripts. Either way,
+`florc instrument --check` also counts a file in which it finds a loop that trains (or that does
+not parse and has a training step, or was a training script in HEAD): see docs/COMMIT_HOOKS.md.
 """
 
 from __future__ import annotations

@@ -120,3 +120,18 @@ def unstaged_changes(path: Path) -> bool:
     )
     return proc.returncode == 1
 
+
+def head_version(path: Path) -> str | None:
+    """The file's text in HEAD, or None (no repository, no commit yet, not in HEAD)."""
+    try:
+        proc = subprocess.run(
+            ["git", "show", f"HEAD:./{path.name}"],
+            cwd=path.parent,
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode("utf-8", errors="replace")

@@ -402,3 +402,303 @@ def test_a_changeset_wider_than_the_limit_collapses_to_its_roots(
     path.write_text(f"for epoch in range(3):\n    for b in range(2):\n{names}\n")
     out = report(str(path))
     assert "more than the analysis tracks (4)" in out
+
+
+# --- which loop is the main loop: the one that trains -------------------------------------
+
+
+def compile_files(tmp_path: Path, files: dict[str, str], script: str = "train.py"):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    return compile_project(tmp_path / script, tmp_path)
+
+
+RL = """\
+import torch
+
+policy = torch.nn.Linear(4, 2)
+optimizer = torch.optim.Adam(policy.parameters(), lr=0.01)
+rewards = []
+
+
+class Env:
+    def reset(self):
+        return torch.zeros(4)
+
+    def step(self, action):
+        return torch.ones(4), 1.0
+
+
+env = Env()
+
+
+def finish_episode():
+    loss = policy(torch.ones(4)).sum() * sum(rewards)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    del rewards[:]
+
+
+for warmup in range(2):  # only steps the environment
+    state = env.reset()
+    for t in range(3):
+        state, reward = env.step(0)
+
+for episode in range(5):
+    state = env.reset()
+    for t in range(3):
+        action = int(policy(state).argmax())
+        state, reward = env.step(action)
+        rewards.append(reward)
+    finish_episode()
+"""
+
+
+def test_env_step_is_not_a_training_step(tmp_path: Path) -> None:
+    result = compile_text(tmp_path, RL)
+    assert result.main_loop == "train.py:<module>:2"  # the episode loop, not the warm-up
+    assert result.main_loop_rule == "trains"
+    assert result.main_loop_reason == (
+        "the outermost loop that trains: it reaches loss.backward() at train.py:22:5 "
+        "through finish_episode()"
+    )
+    # without the update, no loop trains: the first loop with a nested loop is the fallback
+    untrained = compile_text(
+        tmp_path, RL.replace("    finish_episode()\n", "    rewards.clear()\n")
+    )
+    assert untrained.main_loop == "train.py:<module>:0"
+    assert untrained.main_loop_rule == "fallback"
+    assert untrained.main_loop_reason.startswith("fallback: no loop reaches a training step")
+    assert "a nested loop at train.py:29:5" in untrained.main_loop_reason
+
+
+LBFGS = """\
+import torch
+
+rows = [[1.0, 2.0], [3.0, 4.0]]
+total = 0.0
+for row in rows:  # preprocessing with a nested loop
+    for v in row:
+        total += v
+x = torch.tensor(rows)
+model = torch.nn.Linear(2, 1)
+opt = torch.optim.LBFGS(model.parameters(), lr=0.1)
+for i in range(4):
+    def closure():
+        opt.zero_grad()
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        return loss
+    opt.step(closure)
+    print(i)
+"""
+
+
+@pytest.mark.parametrize("step", ["opt.step(closure)", "opt.step(lambda: closure())"])
+def test_an_lbfgs_closure_step_trains(tmp_path: Path, step: str) -> None:
+    result = compile_text(tmp_path, LBFGS.replace("opt.step(closure)", step))
+    assert result.main_loop == "train.py:<module>:2"
+    assert result.main_loop_reason.endswith(f"{step} at train.py:17:5")
+
+
+TRAINER = """\
+class Trainer:
+    def __init__(self, model, opt, data):
+        self.model, self.opt, self.data = model, opt, data
+
+    def fit(self, epochs):
+        for epoch in range(epochs):
+            self.train_epoch()
+
+    def train_epoch(self):
+        for x in self.data:
+            loss = self.model(x).sum()
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+"""
+
+
+def test_the_training_loop_inside_a_method_of_a_local_module(tmp_path: Path) -> None:
+    script = (
+        "import torch\nfrom trainer import Trainer\n\n"
+        "vocab = {}\nfor line in ['a b', 'b c']:\n    for word in line.split():\n"
+        "        vocab.setdefault(word, len(vocab))\n"
+        "model = torch.nn.Linear(2, 1)\n"
+        "t = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), [torch.ones(2)])\n"
+        "t.fit(3)\n"
+    )
+    result = compile_files(tmp_path, {"trainer.py": TRAINER, "train.py": script})
+    assert result.main_loop == "trainer.py:Trainer.fit:0"
+    assert result.main_loop_reason == (
+        "the outermost loop that trains: it reaches loss.backward() at trainer.py:13:13 "
+        "through Trainer.train_epoch()"
+    )
+
+
+DATA = """\
+class Dictionary:
+    def __init__(self):
+        self.word2idx = {}
+
+    def add_word(self, word):
+        if word not in self.word2idx:
+            self.word2idx[word] = len(self.word2idx)
+        return self.word2idx[word]
+
+
+class Corpus:
+    def __init__(self, lines):
+        self.dictionary = Dictionary()
+        self.ids = self.tokenize(lines)
+
+    def tokenize(self, lines):
+        ids = []
+        for line in lines:
+            for word in line.split() + ["<eos>"]:
+                ids.append(self.dictionary.add_word(word))
+        return ids
+"""
+
+
+@pytest.mark.parametrize(
+    "imports, make",
+    [("import data", "data.Corpus"), ("from data import Corpus", "Corpus")],
+)
+def test_a_data_loop_in_a_local_module_called_first_never_wins(
+    tmp_path: Path, imports: str, make: str
+) -> None:
+    script = f"""\
+import torch
+{imports}
+
+corpus = {make}(["the cat sat", "the dog ran"])
+ids = torch.tensor(corpus.ids)
+model = torch.nn.Embedding(len(corpus.dictionary.word2idx), 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+def train_epoch():
+    for i in range(0, len(ids) - 1, 2):
+        loss = model(ids[i : i + 2]).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+for epoch in range(3):
+    train_epoch()
+"""
+    result = compile_files(tmp_path, {"data.py": DATA, "train.py": script})
+    assert result.main_loop == "train.py:<module>:0"
+    assert "loss.backward() at train.py:14:9 through train_epoch()" in result.main_loop_reason
+    # the tokenizer's double loop is an ordinary block, not the main loop
+    assert result.loop("data.py:Corpus.tokenize:0") is not None
+
+
+def test_training_handed_to_a_framework_is_named(tmp_path: Path) -> None:
+    script = """\
+import pytorch_lightning as pl
+from model import LitModel
+
+vocab = {}
+for line in ["a b", "b c"]:
+    for word in line.split():
+        vocab.setdefault(word, len(vocab))
+model = LitModel(len(vocab))
+trainer = pl.Trainer(max_epochs=3)
+trainer.fit(model)
+"""
+    model = (
+        "import pytorch_lightning as pl\nimport torch\n\n\nclass LitModel(pl.LightningModule):\n"
+        "    def __init__(self, n):\n        super().__init__()\n"
+        "        self.layer = torch.nn.Linear(n, 1)\n\n"
+        "    def training_step(self, batch, batch_idx):\n        return self.layer(batch).sum()\n"
+    )
+    result = compile_files(tmp_path, {"model.py": model, "train.py": script})
+    assert result.main_loop is None  # the tokenizing loop does not become the fallback
+    assert result.framework == {
+        "framework": "PyTorch Lightning",
+        "code": "trainer.fit(model)",
+        "relpath": "train.py",
+        "line": 10,
+        "col": 1,
+    }
+    assert result.main_loop_reason.startswith(
+        "the training loop is inside PyTorch Lightning: trainer.fit(model) at train.py:10:1"
+    )
+    # a loop of the script's own that trains wins over the framework call
+    own = script + "for batch in [torch.ones(2)]:\n    model.training_step(batch, 0).backward()\n"
+    result = compile_files(tmp_path, {"model.py": model, "train.py": "import torch\n" + own})
+    assert result.main_loop == "train.py:<module>:2" and result.framework is None
+
+
+FIRE = """\
+import fire
+import torch
+import torchvision
+
+
+def train(model, opt, data):
+    for x in data:
+        loss = model(x).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def load(root, train):
+    return torchvision.datasets.MNIST(root, train)  # a parameter, not the function train
+
+
+def main(epochs=3):
+    data = load("data", True)
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, 1)
+    for epoch in range(epochs):
+        train(model, opt, [torch.ones(2)])
+        scheduler.step()
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
+"""
+
+
+def test_a_function_handed_to_a_runner_is_searched_and_a_schedule_step_does_not_train(
+    tmp_path: Path,
+) -> None:
+    result = compile_text(tmp_path, FIRE)
+    assert result.main_loop == "train.py:main:0"
+    assert result.main_loop_reason == (
+        "the outermost loop that trains: it reaches loss.backward() at train.py:10:9 "
+        "through train()"
+    )
+
+
+@pytest.mark.parametrize(
+    "call, trains",
+    [
+        ("loss.backward()", True),
+        ("scaler.scale(loss).backward()", True),
+        ("accelerator.backward(loss)", True),
+        ("optimizer.step()", True),
+        ("self.opt.step(closure=closure)", True),
+        ("optimizer.step(closure)", True),  # closure is a function of the script
+        ("optimizer.step(lambda: closure())", True),
+        ("scaler.step(optimizer)", True),
+        ("self.scaler.step(self.optD)", True),
+        ("env.step(action)", False),
+        ("envs.step(actions.cpu().numpy())", False),
+        ("env.step(options)", False),
+        ("scheduler.step()", False),
+        ("lr_scheduler.step(val_loss)", False),
+        ("counter.step", False),
+    ],
+)
+def test_what_counts_as_a_training_step(tmp_path: Path, call: str, trains: bool) -> None:
+    text = f"def closure():\n    pass\n\n\nfor i in range(3):\n    {call}\n"
+    result = compile_text(tmp_path, text)
+    assert (result.main_loop_rule == "trains") is trains, result.main_loop_reason

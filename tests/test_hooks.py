@@ -68,6 +68,78 @@ def test_the_hook_checks_training_scripts_on_commit_and_fills_the_cache(repo: Pa
     assert "bad_train.py" not in git(["log", "--name-only"], repo).stdout
 
 
+ENGINE = """\
+def train_one_epoch(model, opt, data):
+    for x in data:
+        loss = model(x).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+"""
+
+MAIN = """\
+import torch
+
+from engine import train_one_epoch
+
+model = torch.nn.Linear(2, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+data = [torch.ones(2), torch.zeros(2)]
+for epoch in range(3):
+    train_one_epoch(model, opt, data)
+    print(epoch)
+"""
+
+SIM = """\
+class Env:
+    def step(self, action):
+        return action + 1
+
+
+env = Env()
+for episode in range(2):
+    for t in range(3):
+        env.step(t)
+"""
+
+
+def test_the_hook_finds_training_scripts_by_content(repo: Path) -> None:
+    assert florc(["hook", "install"], repo).returncode == 0
+    (repo / "engine.py").write_text(ENGINE)
+    (repo / "main.py").write_text(MAIN)  # trains through engine.train_one_epoch
+    (repo / "sim.py").write_text(SIM)  # env.step(t) is not a training step
+    (repo / "util.py").write_text("def helper(x):\n    return x +\n")  # broken, no training
+    done = commit(repo, "engine.py", "main.py", "sim.py", "util.py")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 training scripts instrumented and cached, 0 failed" in done.stderr  # main.py
+    rec = florc(["record", "main.py"], repo)
+    assert "compile cache hit" in rec.stderr, rec.stderr
+
+    (repo / "ppo.py").write_text(
+        "import torch\nmodel = torch.nn.Linear(2, 1)\nfor update in range(3)\n"
+        "    model(torch.ones(2)).sum().backward()\n"
+    )
+    refused = commit(repo, "ppo.py")
+    assert refused.returncode != 0
+    assert "ppo.py:3:23: syntax error" in refused.stderr
+    assert "ppo.py: checked as a training script because it has a training step" in (refused.stderr)
+    assert "ppo.py" not in git(["log", "--name-only"], repo).stdout
+
+
+def test_a_broken_file_that_was_a_training_script_in_head_is_refused(repo: Path) -> None:
+    assert florc(["hook", "install"], repo).returncode == 0
+    (repo / "engine.py").write_text(ENGINE)
+    (repo / "main.py").write_text(MAIN)
+    assert commit(repo, "engine.py", "main.py").returncode == 0
+    # main.py's own text has no training step: it trains through engine.py
+    (repo / "main.py").write_text(MAIN.replace("for epoch in range(3):", "for epoch in range(3)"))
+    refused = commit(repo, "main.py")
+    assert refused.returncode != 0
+    assert "main.py:8:22: syntax error" in refused.stderr
+    assert "because it was a training script in HEAD" in refused.stderr
+    assert git(["diff", "--cached", "--name-only"], repo).stdout == "main.py\n"  # not committed
+
+
 def test_a_changed_script_or_module_is_compiled_again(repo: Path) -> None:
     (repo / "lib.py").write_text("SCALE = 0.1\n")
     (repo / "train.py").write_text("from lib import SCALE\n" + TRAIN.replace("0.1", "SCALE"))

@@ -7,6 +7,7 @@ The result is plain data (a manifest) that the runtime consumes; the runtime nev
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +15,11 @@ from pathlib import Path
 import libcst as cst
 
 from florc.errors import SourceError
-from florc.transforms.effects import Project, child_nodes, descendants, function_key, minimal
+from florc.transforms.effects import Project, child_nodes, descendants, minimal
 from florc.transforms.instrument import instrument, loops_not_instrumented
+from florc.transforms.mainloop import CallIndex, MainLoop, find_main_loop
 from florc.transforms.manifest import CompileResult, FileManifest, LoopManifest, is_project_file
-from florc.transforms.modules import LoopInfo, ModuleInfo, analyse_module, read_source
+from florc.transforms.modules import ModuleInfo, analyse_module, read_source
 from florc.transforms.nondeterminism import find_nondeterminism
 from florc.transforms.syntax import RESERVED_PREFIX, dotted, names_in
 
@@ -131,6 +133,41 @@ def compile_project(
     """
     script = script.resolve()
     root = root.resolve()
+    modules = discover_modules(script, root, known_names, extra_files)
+    project = Project(modules)
+    main = find_main_loop(project, modules[0])
+    files: dict[str, FileManifest] = {}
+    for info in modules:
+        files[info.relpath] = _file_manifest(project, info)
+    fw = main.framework
+    return CompileResult(
+        script=modules[0].relpath,
+        root=str(root),
+        main_loop=main.loop.loop_id if main.loop else None,
+        main_loop_reason=main.reason,
+        main_loop_rule=main.rule,
+        framework=dataclasses.asdict(fw) if fw is not None else None,
+        files=files,
+        warnings=[w for info in modules for w in find_nondeterminism(info)],
+    )
+
+
+def find_script_main_loop(script: Path, root: Path, source: str | None = None) -> MainLoop:
+    """The main-loop search alone (no effect analysis, no instrumenting): what the commit hook
+    runs to tell whether a file is a training script. source: the script's text, if not the
+    file's (a version from git)."""
+    modules = discover_modules(script.resolve(), root.resolve(), script_source=source)
+    return find_main_loop(CallIndex(modules), modules[0])
+
+
+def discover_modules(
+    script: Path,
+    root: Path,
+    known_names: dict[str, frozenset[str]] | None = None,
+    extra_files: list[Path] | None = None,
+    script_source: str | None = None,
+) -> list[ModuleInfo]:
+    """The script and the project modules it imports (transitively), parsed and collected."""
     modules: list[ModuleInfo] = []
     seen: set[Path] = set()
     todo: list[tuple[Path, str]] = [(script, "__main__")]
@@ -142,7 +179,10 @@ def compile_project(
             continue
         seen.add(path)
         relpath = str(path.relative_to(root)) if path.is_relative_to(root) else path.name
-        source = read_source(path, relpath)
+        if script_source is not None and path == script:
+            source = script_source
+        else:
+            source = read_source(path, relpath)
         known = (known_names or {}).get(relpath) if known_names is not None else None
         if known_names is not None and known is None:
             known = frozenset()  # a file the recorded run did not have: every name is new
@@ -152,19 +192,7 @@ def compile_project(
         for f in _imported_files(info, root):
             if is_project_file(f, root) and f.resolve() not in seen:
                 todo.append((f.resolve(), _import_name(f.resolve(), script, root)))
-    project = Project(modules)
-    main, reason = find_main_loop(project, modules[0])
-    files: dict[str, FileManifest] = {}
-    for info in modules:
-        files[info.relpath] = _file_manifest(project, info)
-    return CompileResult(
-        script=modules[0].relpath,
-        root=str(root),
-        main_loop=main.loop_id if main else None,
-        main_loop_reason=reason,
-        files=files,
-        warnings=[w for info in modules for w in find_nondeterminism(info)],
-    )
+    return modules
 
 
 def _file_manifest(project: Project, info: ModuleInfo) -> FileManifest:
@@ -259,105 +287,6 @@ def _read_outside(reads: dict[str, tuple[int, int]], name: str, start: int, end:
     """Whether the name occurs before or after the loop (a back edge makes "before" live too)."""
     lines = reads.get(name)
     return lines is not None and (lines[0] < start or lines[1] > end)
-
-
-def find_main_loop(project: Project, script: ModuleInfo) -> tuple[LoopInfo | None, str]:
-    for m in project.modules.values():
-        for lp in m.loops:
-            if lp.main_pragma:
-                return lp, "marked `# florc: main-loop`"
-    trains: dict[str, bool] = {}
-
-    def function_trains(key: str, stack: frozenset[str]) -> bool:
-        if key in trains:
-            return trains[key]
-        if key in stack:
-            return False
-        module, fn = project.functions[key]
-        result = _region_trains(module, fn.qualname, fn.node.body, stack | {key})
-        trains[key] = result
-        return result
-
-    def _region_trains(
-        module: ModuleInfo, scope: str, node: cst.CSTNode, stack: frozenset[str]
-    ) -> bool:
-        for lp in module.loops:
-            if _inside(module, lp.node, node) and lp.node is not node:
-                return True
-        for call in _calls(node):
-            chain = dotted(call.func)
-            if chain and chain[-1] in ("step", "backward") and len(chain) >= 2:
-                return True
-            for key in _call_targets(project, module, scope, call):
-                if function_trains(key, stack):
-                    return True
-        return False
-
-    visited: set[str] = set()
-
-    def search(module: ModuleInfo, scope: str, stmts: list[cst.CSTNode]) -> LoopInfo | None:
-        for stmt in stmts:
-            for node in _preorder(stmt):
-                if isinstance(node, (cst.For, cst.While)):
-                    lp = module.loop_by_node(node)
-                    if lp is not None and _region_trains(module, scope, node, frozenset()):
-                        return lp
-                if isinstance(node, cst.Call):
-                    for key in _call_targets(project, module, scope, node):
-                        if key in visited:
-                            continue
-                        visited.add(key)
-                        m2, fn = project.functions[key]
-                        found = search(m2, fn.qualname, list(fn.node.body.body))
-                        if found is not None:
-                            return found
-        return None
-
-    found = search(script, "<module>", list(script.tree.body))
-    if found is not None:
-        return found, "outermost loop that reaches a nested loop or an optimizer step"
-    return None, "no loop reaches a nested loop or an optimizer step; mark one `# florc: main-loop`"
-
-
-def _preorder(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    """Nodes in source order; does not enter function or class bodies or loops (returned whole)."""
-    yield node
-    if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.For, cst.While)):
-        if isinstance(node, (cst.For, cst.While)):
-            return
-        return
-    for child in node.children:
-        yield from _preorder(child)
-
-
-def _calls(node: cst.CSTNode) -> Iterator[cst.Call]:
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        if isinstance(cur, cst.Call):
-            yield cur
-        if isinstance(cur, (cst.FunctionDef, cst.ClassDef, cst.Lambda)) and cur is not node:
-            continue
-        stack.extend(cur.children)
-
-
-def _call_targets(project: Project, module: ModuleInfo, scope: str, call: cst.Call) -> list[str]:
-    func = call.func
-    if isinstance(func, cst.Name):
-        return project.resolve_name(module, scope, func.value)
-    if isinstance(func, cst.Attribute):
-        chain = dotted(func.value)
-        if chain and len(chain) == 1 and chain[0] in module.imports:
-            other, attr = project.module_for_import(module, module.imports[chain[0]])
-            if other is not None and attr is None:
-                name = func.attr.value
-                if name in other.functions:
-                    return [function_key(other, name)]
-                return project._class_init(other, name)
-            if other is None:
-                return []
-        return list(project.by_method_name.get(func.attr.value, []))
-    return []
 
 
 def identifiers(source: str) -> frozenset[str]:

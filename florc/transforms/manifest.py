@@ -54,6 +54,10 @@ class CompileResult:
     main_loop: str | None
     main_loop_reason: str
     files: dict[str, FileManifest]  # by relpath
+    main_loop_rule: str = ""  # "pragma" | "trains" | "fallback" | "" (no main loop)
+    # the call that hands training to an installed package, when no loop of the project trains:
+    # {"framework": "PyTorch Lightning", "code": "trainer.fit(model)", "relpath", "line", "col"}
+    framework: dict[str, Any] | None = None
     florc_version: str = __version__
     warnings: list[str] = field(default_factory=list)  # "path:line:col: ..." nondeterminism
 
