@@ -279,13 +279,21 @@ class Verdict:
     worst: float
     diverged: Evidence | None
     left_out: dict[str, int] = field(default_factory=dict)  # "clock"/"random" -> values
+    threads: tuple[int, int] | None = None  # (this replay's, the recording's) when they differ
 
     @property
     def line(self) -> str:
         left = _left_out_text(self.left_out)
+        threads = ""
+        if self.threads is not None and (self.diverged is not None or self.worst > 0):
+            used, recorded = self.threads
+            threads = (
+                f" — this replay ran {used} torch thread{'s' if used != 1 else ''} per process, "
+                f"the recording {recorded}: sums split over threads round differently"
+            )
         if self.diverged is not None:
             where = f"fidelity: diverged at {self.diverged.where} epoch {self.diverged.epoch}"
-            return f"{where} ({left})" if left else where
+            return (f"{where} ({left})" if left else where) + threads
         if self.compared == 0:
             if left:
                 return (
@@ -298,7 +306,7 @@ class Verdict:
             return f"fidelity: exact ({self.compared} recorded values and states compared{left})"
         return (
             f"fidelity: within tolerance (max abs diff {self.worst:.3g}; "
-            f"{self.compared} recorded values and states compared{left})"
+            f"{self.compared} recorded values and states compared{left}){threads}"
         )
 
 
@@ -312,8 +320,10 @@ def _left_out_text(left_out: dict[str, int]) -> str:
     return f"{' and '.join(parts)} left out" if parts else ""
 
 
-def verdict(evidence: Iterable[Evidence]) -> Verdict:
-    """The verdict over everything compared, in replay order (the first divergence is named)."""
+def verdict(evidence: Iterable[Evidence], threads: tuple[int, int] | None = None) -> Verdict:
+    """The verdict over everything compared, in replay order (the first divergence is named).
+
+    threads: (this replay's torch thread count, the recording's) when they differ."""
     compared, worst, first_bad = 0, 0.0, None
     left_out: dict[str, int] = {}
     for ev in evidence:
@@ -326,4 +336,4 @@ def verdict(evidence: Iterable[Evidence]) -> Verdict:
             worst = max(worst, ev.diff)
         if not ev.ok and first_bad is None:
             first_bad = ev
-    return Verdict(compared, worst, first_bad, left_out)
+    return Verdict(compared, worst, first_bad, left_out, threads)

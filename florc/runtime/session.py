@@ -229,9 +229,7 @@ class Session:
         if shaped is not None:
             c = fidelity.compare_shaped(recorded, line.text, *shaped)
             self.evidence.append(
-                fidelity.Evidence(
-                    line.statement, line.epoch, c.diff, c.ok, c.compared, c.left_out
-                )
+                fidelity.Evidence(line.statement, line.epoch, c.diff, c.ok, c.compared, c.left_out)
             )
             return
         diff, ok = fidelity.compare_text(recorded, line.text)

@@ -57,7 +57,8 @@ CLOCK_METHODS = frozenset({"elapsed_time"})
 
 
 def source_kind(info: ModuleInfo, chain: tuple[str, ...]) -> str | None:
-    """"clock" or "random" when the dotted name is a clock read or unseeded randomness."""
+    """What a dotted name is: a clock read ("clock"), unseeded randomness ("random") or
+    neither (None)."""
     resolved = _resolve(info, chain)
     if resolved in CLOCKS:
         return "clock"
