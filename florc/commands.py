@@ -30,6 +30,7 @@ from florc.parallel import (
     Segment,
     cpu_count,
     florc_command,
+    gpu_count,
     plan_segments,
     plan_threads,
     run_segments,
@@ -680,12 +681,15 @@ def replay(
     values = [v for _, v in prep.iterations]
     targets, how = parse_epochs(epochs, values)
     recorded_threads = meta["env"].get("torch_threads")
-    if executor == "local" and len(targets) > 1:
-        tp = plan_threads(workers, recorded_threads, threads, cpu_count())
+    per_worker = threads  # None: the recording's count
+    if executor == "local" and workers > 1 and len(targets) > 1:
+        tp = plan_threads(workers, recorded_threads, threads, cpu_count(), gpu_count())
         if tp.note:
             _say(tp.note)
         workers = tp.workers
-    used_threads = threads or recorded_threads
+        if tp.threads != recorded_threads:
+            per_worker = tp.threads
+    used_threads = per_worker or recorded_threads
     faithful = prep.alignment.faithful
     replay_id = store.create_run(
         "replay",
@@ -721,7 +725,7 @@ def replay(
                 else f"from the checkpoint before epoch {_epochs_text(values, [seg.start])}"
             )
             _say(f"worker {seg.index + 1}: epochs {_epochs_text(values, seg.targets)} ({origin})")
-        done = _run_workers(prep, replay_id, segments, allow_changes, executor, address, threads)
+        done = _run_workers(prep, replay_id, segments, allow_changes, executor, address, per_worker)
         info["segments"] = done.records
         outcome, lines, evidence, summary = done.outcome, done.lines, done.evidence, done.summary
     else:
@@ -808,7 +812,7 @@ def _run_workers(
     """Run segments in worker processes; print the new statements' output, merged in order.
 
     Each worker runs with the recording's torch thread count (replay() chose how many workers
-    the cores hold), or with asked_threads."""
+    the cores hold), or with asked_threads (given, or fewer where each worker has a GPU)."""
     values = [v for _, v in prep.iterations]
     env = prep.meta["env"]
     threads = asked_threads or env.get("torch_threads")

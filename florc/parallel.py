@@ -137,19 +137,31 @@ class ThreadPlan:
     note: str | None = None  # why fewer workers run than were asked for
 
 
-def plan_threads(workers: int, recorded: int | None, asked: int | None, cores: int) -> ThreadPlan:
+def plan_threads(
+    workers: int, recorded: int | None, asked: int | None, cores: int, gpus: int = 0
+) -> ThreadPlan:
     """How many workers, with how many threads each.
 
     Floating-point sums are split over threads, so their rounding depends on the thread
     count: each worker gets the recording's count (or the one asked for). When the cores do
     not hold workers x threads, fewer workers run: oversubscribed threads slow every worker
-    down many times over."""
+    down many times over. With GPUs (a GPU per worker, where training computes) the workers
+    all run, with the threads the cores hold, and the note says so."""
     want = asked or recorded
     if want is None or workers <= 1:
         return ThreadPlan(workers, want)
     fit = max(1, cores // want)
     if workers <= fit:
         return ThreadPlan(workers, want)
+    if gpus and not asked:
+        share = max(1, cores // workers)
+        return ThreadPlan(
+            workers,
+            share,
+            f"workers get {share} torch thread{'s' if share != 1 else ''} each, the recording "
+            f"used {recorded}: values computed on the CPU may differ in the last digits (each "
+            "worker computes on a GPU of its own)",
+        )
     head = f"{fit} worker{'s' if fit != 1 else ''} instead of {workers}"
     if asked:
         note = (

@@ -39,6 +39,14 @@ def estimate_mfu(n, dt):
     return n / dt / 1e12
 
 
+class Trainer:
+    def fit(self):
+        for step in range(2):
+            self.iter_time = time.time()
+            self.loss = 0.5 / (step + 1)
+            print(f"step {step} loss {self.loss} took {time.time() - self.iter_time:.3f}s")
+
+
 timer = Timer()
 start_time = time.time()
 t0 = time.time()
@@ -64,6 +72,7 @@ for epoch in range(3):
 at {datetime.now()}""")
     print(os.urandom(2).hex(), loss, sep=" | ")
     print(f"loss only {loss:.4f} lr {random.random():.4f}")
+    print(f"timer {timer.t0:.3f} loss {loss:.4f}")
 '''
 
 
@@ -117,6 +126,11 @@ def test_each_formatting_style_marks_the_clock_values(compiled: dict[str, Any]) 
     # one print, two lines
     triple = ls['print(f"""loss {loss:.']["shapes"]
     assert [[p[1] for p in line] for line in triple] == [["loss ", None], ["at ", "clock"]]
+    # attributes set in methods, read in a method or through an instance
+    assert _shape(ls['print(f"step {step} loss {self.loss}']) == [
+        "step ", "=", " loss ", "=", " took ", "clock", "s",
+    ]  # fmt: skip
+    assert _shape(ls['print(f"timer {timer.t0']) == ["timer ", "clock", " loss ", "="]
     # unseeded randomness is left out too, under its own name
     urandom = ls["print(os.urandom(2).he"]
     assert urandom["left_out"] == "random"
@@ -130,10 +144,13 @@ def test_statements_without_clock_values_are_compared_as_text(compiled: dict[str
 
 
 def test_checkpointed_state_derived_from_clocks_is_left_out(compiled: dict[str, Any]) -> None:
-    (main,) = [lp for lp in compiled["files"]["train.py"]["loops"]]
-    left = main["left_out"]
+    loops = {lp["scope"]: lp for lp in compiled["files"]["train.py"]["loops"]}
+    left = loops["<module>"]["left_out"]
     assert {"t0", "dt", "times", "mfu", "running_mfu", "timer.t0"} <= set(left)
     assert "loss" not in left and "epoch" not in left
+    fit = loops["Trainer.fit"]
+    assert "self.iter_time" in fit["left_out"], fit
+    assert not any("loss" in p for p in fit["left_out"])
 
 
 # --- the comparison ----------------------------------------------------------------------

@@ -36,7 +36,8 @@ class Evidence:
     diff: float | None  # 0.0 identical; the max abs difference; None: differs in kind
     ok: bool  # within tolerance
     compared: bool = True  # False: every value in it was left out
-    left_out: dict[str, int] = field(default_factory=dict)  # "clock"/"random" -> values
+    # values left out of the comparison, by why: "clock", "random" (unseeded), or another word
+    left_out: dict[str, int] = field(default_factory=dict)
 
 
 def close(a: float, b: float) -> bool:
@@ -71,16 +72,33 @@ class LineComparison:
     left_out: dict[str, int]
 
 
-_PATTERNS: dict[str, re.Pattern[str]] = {}
-
-
-def _pattern(shape: Shape) -> re.Pattern[str]:
-    key = repr(shape)
-    pat = _PATTERNS.get(key)
-    if pat is None:
-        text = "".join(re.escape(p[1]) if p[0] == "text" else "(.*?)" for p in shape)
-        pat = _PATTERNS[key] = re.compile(text, re.DOTALL)
-    return pat
+def _split(line: str, shape: Shape) -> list[str] | None:
+    """The texts of a line's values, if the line has the shape: each value ends where the
+    next literal text first occurs (the last one at the line's end). Linear in the line."""
+    values: list[str] = []
+    pos, n = 0, len(shape)
+    for i, (what, text) in enumerate(shape):
+        if what == "value":
+            if i == n - 1:
+                values.append(line[pos:])
+                pos = len(line)
+            continue
+        if i == 0 or shape[i - 1][0] != "value":
+            if not line.startswith(text, pos):
+                return None
+            at = pos
+        elif i == n - 1:
+            at = len(line) - len(text)
+            if at < pos or not line.endswith(text):
+                return None
+        else:
+            at = line.find(text, pos)
+            if at < 0:
+                return None
+        if i > 0 and shape[i - 1][0] == "value":
+            values.append(line[pos:at])
+        pos = at + len(text)
+    return values if pos == len(line) else None
 
 
 def compare_shaped(
@@ -94,15 +112,14 @@ def compare_shaped(
     value of `kind`); when only one of them fits, the two differ in kind.
     """
     for shape in shapes:
-        pat = _pattern(shape)
-        a, b = pat.fullmatch(recorded), pat.fullmatch(replayed)
+        a, b = _split(recorded, shape), _split(replayed, shape)
         if a is None or b is None:
             continue
         kinds = [p[1] for p in shape if p[0] == "value"]
         left_out: dict[str, int] = {}
         worst: float | None = 0.0
         ok, compared = True, not kinds
-        for k, x, y in zip(kinds, a.groups(), b.groups()):
+        for k, x, y in zip(kinds, a, b):
             if k is not None:
                 left_out[k] = left_out.get(k, 0) + 1
                 continue
@@ -111,7 +128,7 @@ def compare_shaped(
             worst = None if d is None or worst is None else max(worst, d)
             ok = ok and same
         return LineComparison(worst, ok, compared, left_out)
-    if any(_pattern(s).fullmatch(recorded) or _pattern(s).fullmatch(replayed) for s in shapes):
+    if any(_split(recorded, s) is not None or _split(replayed, s) is not None for s in shapes):
         diff, ok = compare_text(recorded, replayed)
         return LineComparison(diff, ok, True, {})
     return LineComparison(0.0, True, False, {kind: 1})
@@ -317,6 +334,9 @@ def _left_out_text(left_out: dict[str, int]) -> str:
         parts.append(f"{clock} clock-derived value{'s' if clock != 1 else ''}")
     if random:
         parts.append(f"{random} value{'s' if random != 1 else ''} from unseeded randomness")
+    for kind, n in sorted(left_out.items()):  # any other reason a value was not compared
+        if kind not in ("clock", "random") and n:
+            parts.append(f"{n} value{'s' if n != 1 else ''} ({kind})")
     return f"{' and '.join(parts)} left out" if parts else ""
 
 

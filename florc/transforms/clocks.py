@@ -129,6 +129,7 @@ class ClockTaint:
         self._raw_instances: list[tuple[str | None, Chain, str]] = []
         self._methods: dict[str, list[str]] = {}
         self._starts: list[tuple[int, int]] | None = None
+        self._classes_of: dict[Key, set[str]] = {}  # `timer` -> {"Timer"}
         try:
             tree = ast.parse(info.source)
         except (SyntaxError, ValueError):
@@ -140,6 +141,8 @@ class ClockTaint:
                 self._methods.setdefault(q.rsplit(".", 1)[-1], []).append(q)
         _Collect(self).visit(tree)
         self.instances = [(self.key(f, c), cls) for f, c, cls in self._raw_instances]
+        for k, cls in self.instances:
+            self._classes_of.setdefault(k, set()).add(cls)
         self._solve()
 
     # resolution -------------------------------------------------------------------
@@ -147,8 +150,8 @@ class ClockTaint:
         head = chain[0]
         f = self.fns.get(fn) if fn is not None else None
         while f is not None:
-            if head == f.self_name:
-                return (f"class:{f.cls}", chain)
+            if head == f.self_name:  # one name for the instance in every method
+                return (f"class:{f.cls}", ("self", *chain[1:]))
             if head in f.declared_global:
                 break
             if head in f.locals:
@@ -241,6 +244,10 @@ class ClockTaint:
         for scope, chain in reads:
             for i in range(1, len(chain) + 1):
                 out = _kind(out, self.taint.get((scope, chain[:i])))
+            # `timer.t0` where `timer = Timer()` and a method sets `self.t0`
+            for cls in self._classes_of.get((scope, chain[:1]), ()):
+                for i in range(2, len(chain) + 1):
+                    out = _kind(out, self.taint.get((f"class:{cls}", ("self", *chain[1:i]))))
         return out
 
     def _call_kind(self, calls: list[str]) -> str | None:
