@@ -125,6 +125,13 @@ def record(
     help="Where workers run: processes here, or Ray tasks (pip install 'florc[ray]').",
 )
 @click.option("--address", default=None, help="Ray cluster address (default: start one here).")
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="Torch threads per worker (default: as many as the recording used, for the same "
+    "floating-point sums; fewer workers run when the cores do not hold them all).",
+)
 def replay(
     script: str,
     epochs: str,
@@ -134,6 +141,7 @@ def replay(
     retry: bool,
     executor: str,
     address: str | None,
+    threads: int | None,
 ) -> None:
     """Re-run SCRIPT's new log statements for past epochs, restoring the rest from checkpoints.
 
@@ -149,6 +157,7 @@ def replay(
         retry=retry,
         executor=executor,
         address=address,
+        threads=threads,
     )
     sys.exit(result.outcome.exit_code)
 
@@ -156,11 +165,17 @@ def replay(
 @cli.command()
 @click.argument("run_id", type=int, required=False)
 @click.option("--sample", type=int, default=3, show_default=True, help="How many epochs to check.")
-def verify(run_id: int | None, sample: int) -> None:
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="Torch threads (default: as many as the recording used).",
+)
+def verify(run_id: int | None, sample: int, threads: int | None) -> None:
     """Re-execute the blocks of a few recorded epochs of RUN (default: the latest) and compare
     them with the recording. Exit status 1 if they diverged."""
     _run_with_hash_seed(commands.recorded_hash_seed(None, run_id, _root()))
-    result = commands.verify(_root(), run_id, sample)
+    result = commands.verify(_root(), run_id, sample, threads=threads)
     code = result.outcome.exit_code
     sys.exit(code or (1 if "diverged" in result.fidelity else 0))
 
@@ -172,11 +187,20 @@ def verify(run_id: int | None, sample: int) -> None:
 @click.option("--segment", "spec", required=True)
 @click.option("--output", type=click.Path(path_type=Path), required=True)
 @click.option("--allow-changes", is_flag=True)
+@click.option("--threads", type=int, default=None)
 def segment(
-    script: str, run_id: int, replay_id: int, spec: str, output: Path, allow_changes: bool
+    script: str,
+    run_id: int,
+    replay_id: int,
+    spec: str,
+    output: Path,
+    allow_changes: bool,
+    threads: int | None,
 ) -> None:
     """One worker of a parallel replay (started by `florc replay --workers N`)."""
-    sys.exit(commands.replay_segment(script, run_id, replay_id, spec, output, allow_changes))
+    sys.exit(
+        commands.replay_segment(script, run_id, replay_id, spec, output, allow_changes, threads)
+    )
 
 
 @cli.command()

@@ -25,14 +25,18 @@ from florc import __version__, compile_cache, config
 from florc.errors import FlorcError, UsageError
 from florc.parallel import (
     PROGRESS_PREFIX,
+    THREAD_VARS,
     Progress,
     Segment,
     cpu_count,
     florc_command,
+    gpu_count,
     plan_segments,
+    plan_threads,
     run_segments,
     segment_from_spec,
     segment_spec,
+    thread_vars,
 )
 from florc.runtime import fidelity
 from florc.runtime import state as st
@@ -77,6 +81,8 @@ def _env() -> dict[str, Any]:
         "numpy": version("numpy"),
         "florc": __version__,
         "platform": platform.platform(),
+        # what decides torch's thread count (and so how floating-point sums are split)
+        "thread_env": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
     }
 
 
@@ -743,6 +749,23 @@ def _prepare_replay(
     )
 
 
+def _use_threads(threads: int | None, recorded_vars: dict[str, str] | None) -> None:
+    """Run the script with this many torch threads (the recording's, unless asked otherwise):
+    through the environment for a torch not imported yet, directly for one that is."""
+    if threads is None:
+        return
+    os.environ.update(thread_vars(threads, recorded_vars))
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def _threads_note(prep: PreparedReplay, used: int | None) -> tuple[int, int] | None:
+    """(used, recorded) when this replay runs with another torch thread count."""
+    recorded = prep.meta["env"].get("torch_threads")
+    return (used, recorded) if used and recorded and used != recorded else None
+
+
 def _run_replay_session(
     prep: PreparedReplay,
     replay_id: int,
@@ -750,8 +773,13 @@ def _run_replay_session(
     files: Path,
     quiet: bool = False,
     on_progress: Any = None,
+    threads: int | None = None,
 ) -> tuple[Session, RunOutcome, float]:
-    if prep.meta["env"].get("deterministic"):
+    """threads: torch threads to run with; None: the recording's."""
+    env = prep.meta["env"]
+    explicit = threads is not None
+    _use_threads(threads or env.get("torch_threads"), None if explicit else env.get("thread_env"))
+    if env.get("deterministic"):
         _make_deterministic()
     session = Session("replay", prep.store, replay_id, prep.result.to_dict(), plan)
     session.quiet = quiet
@@ -795,17 +823,31 @@ def replay(
     retry: bool = False,
     executor: str = "local",
     address: str | None = None,
+    threads: int | None = None,
 ) -> ReplayResult:
+    """threads: torch threads per worker (default: the recording's count)."""
     if workers < 1:
         raise UsageError(f"--workers {workers}: give 1 or more")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads {threads}: give 1 or more")
     prep = _prepare_replay(script, run, allow_changes, store_dir, announce=True)
     if retry:
-        return _retry(prep, allow_changes, executor, address)
+        return _retry(prep, allow_changes, executor, address, threads)
     store, meta = prep.store, prep.meta
     values = [v for _, v in prep.iterations]
     if not values:
         raise UsageError(_nothing_to_replay(prep))
     targets, how = parse_epochs(epochs, values)
+    recorded_threads = meta["env"].get("torch_threads")
+    per_worker = threads  # None: the recording's count
+    if executor == "local" and workers > 1 and len(targets) > 1:
+        tp = plan_threads(workers, recorded_threads, threads, cpu_count(), gpu_count())
+        if tp.note:
+            _say(tp.note)
+        workers = tp.workers
+        if tp.threads != recorded_threads:
+            per_worker = tp.threads
+    used_threads = per_worker or recorded_threads
     faithful = prep.alignment.faithful
     replay_id = store.create_run(
         "replay",
@@ -841,12 +883,14 @@ def replay(
                 else f"from the checkpoint before epoch {_epochs_text(values, [seg.start])}"
             )
             _say(f"worker {seg.index + 1}: epochs {_epochs_text(values, seg.targets)} ({origin})")
-        done = _run_workers(prep, replay_id, segments, allow_changes, executor, address)
+        done = _run_workers(prep, replay_id, segments, allow_changes, executor, address, per_worker)
         info["segments"] = done.records
         outcome, lines, evidence, summary = done.outcome, done.lines, done.evidence, done.summary
     else:
         plan = prep.plan(targets, prep.run_after_loop)
-        session, outcome, _ = _run_replay_session(prep, replay_id, plan, replay_dir / "files")
+        session, outcome, _ = _run_replay_session(
+            prep, replay_id, plan, replay_dir / "files", threads=threads
+        )
         lines, evidence = session.lines, session.evidence
         s = session.stats
         for note in s.notes[:5]:
@@ -860,7 +904,7 @@ def replay(
         )
     elapsed = time.perf_counter() - t0
     store.add_logs(replay_id, log_rows(lines, statement_codes(prep.result.to_dict())))
-    verdict = fidelity.verdict(evidence)
+    verdict = fidelity.verdict(evidence, _threads_note(prep, used_threads))
     store.finish_run(replay_id, outcome.status, outcome.exit_code)
     store.set_replay_info(replay_id, {"fidelity": verdict.line, **info})
     recorded_seconds = (meta["finished"] or time.time()) - meta["started"]
@@ -933,9 +977,16 @@ def _run_workers(
     allow_changes: bool,
     executor: str,
     address: str | None,
+    asked_threads: int | None = None,
 ) -> WorkersDone:
-    """Run segments in worker processes; print the new statements' output, merged in order."""
+    """Run segments in worker processes; print the new statements' output, merged in order.
+
+    Each worker runs with the recording's torch thread count (replay() chose how many workers
+    the cores hold), or with asked_threads (given, or fewer where each worker has a GPU)."""
     values = [v for _, v in prep.iterations]
+    env = prep.meta["env"]
+    threads = asked_threads or env.get("torch_threads")
+    recorded_vars = None if asked_threads else env.get("thread_env")
 
     def command(seg: Segment, output: Path) -> list[str]:
         cmd = [
@@ -951,20 +1002,12 @@ def _run_workers(
             "--output",
             str(output),
         ]
+        if asked_threads:  # else the worker takes the recording's, as a replay here does
+            cmd += ["--threads", str(asked_threads)]
         return [*cmd, "--allow-changes"] if allow_changes else cmd
 
     replay_dir = prep.store.dir / "replays" / str(replay_id)
     progress = Progress(segments, sys.stderr)
-    # floating-point results can depend on the thread count: use the recording's when the cores
-    # allow it (oversubscribed OpenMP threads slow everything down many times over)
-    threads = prep.meta["env"].get("torch_threads")
-    share = max(1, cpu_count() // len(segments))
-    if executor == "local" and threads and threads > share:
-        _say(
-            f"workers get {share} thread(s) each, the recording used {threads}: floating-point "
-            "results may differ slightly (the fidelity line tells; --workers 1 keeps the count)"
-        )
-        threads = share
     if executor == "ray":
         from florc.ray_executor import run_segments_on_ray
 
@@ -973,7 +1016,7 @@ def _run_workers(
         )
     else:
         results = run_segments(
-            segments, command, replay_dir, Path.cwd(), progress, sys.stderr, threads
+            segments, command, replay_dir, Path.cwd(), progress, sys.stderr, threads, recorded_vars
         )
     lines: list[Any] = []
     evidence: list[Any] = []
@@ -1019,15 +1062,18 @@ def _run_workers(
         if failed
         else RunOutcome("done", 0)
     )
-    summary = (
-        f"{len(segments)} workers ({executor}); "
-        + restore_summary(restored, blocks, probed, cheaper, read)
+    summary = f"{len(segments)} workers ({executor}); " + restore_summary(
+        restored, blocks, probed, cheaper, read
     )
     return WorkersDone(outcome, lines, evidence, summary, records)
 
 
 def _retry(
-    prep: PreparedReplay, allow_changes: bool, executor: str, address: str | None
+    prep: PreparedReplay,
+    allow_changes: bool,
+    executor: str,
+    address: str | None,
+    threads: int | None = None,
 ) -> ReplayResult:
     """Rerun the failed workers of the latest parallel replay of this run; merge their results."""
     store = prep.store
@@ -1057,12 +1103,12 @@ def _retry(
         )
     )
     t0 = time.perf_counter()
-    done = _run_workers(prep, replay_id, failed, allow_changes, executor, address)
+    done = _run_workers(prep, replay_id, failed, allow_changes, executor, address, threads)
     redone = {rec["index"]: rec for rec in done.records}
     records = [redone.get(rec["index"], rec) for rec in records]
     store.add_logs(replay_id, log_rows(done.lines, statement_codes(prep.result.to_dict())))
     evidence = [fidelity.Evidence(**e) for rec in records for e in rec["evidence"]]
-    verdict = fidelity.verdict(evidence)
+    verdict = fidelity.verdict(evidence, _threads_note(prep, threads))
     all_ok = all(rec["ok"] for rec in records)
     outcome = RunOutcome("done", 0) if all_ok else done.outcome
     store.finish_run(replay_id, outcome.status, outcome.exit_code)
@@ -1076,10 +1122,19 @@ def _retry(
     return ReplayResult(replay_id, outcome, prep.alignment.faithful, verdict.line)
 
 
-def verify(root: Path, run: int | None, sample: int, store_dir: Path | None = None) -> ReplayResult:
-    """Re-execute every block in a sample of recorded epochs and compare with the recording."""
+def verify(
+    root: Path,
+    run: int | None,
+    sample: int,
+    store_dir: Path | None = None,
+    threads: int | None = None,
+) -> ReplayResult:
+    """Re-execute every block in a sample of recorded epochs and compare with the recording
+    (with the recording's torch thread count, unless `threads` asks for another)."""
     if sample < 1:
         raise UsageError(f"--sample {sample}: give 1 or more epochs")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads {threads}: give 1 or more")
     store = Store(root, store_dir)
     try:
         if run is None:
@@ -1131,9 +1186,11 @@ def verify(root: Path, run: int | None, sample: int, store_dir: Path | None = No
     else:
         _say(f"run {run} · verify {verify_id} · re-running every block of epochs {_ranges(shown)}")
         files = store.dir / "replays" / str(verify_id) / "files"
-        session, outcome, elapsed = _run_replay_session(prep, verify_id, plan, files, quiet=True)
+        session, outcome, elapsed = _run_replay_session(
+            prep, verify_id, plan, files, quiet=True, threads=threads
+        )
     evidence = session.evidence if session is not None else []
-    verdict = fidelity.verdict(evidence)
+    verdict = fidelity.verdict(evidence, _threads_note(prep, threads))
     store.finish_run(verify_id, outcome.status, outcome.exit_code)
     store.set_replay_info(verify_id, {"fidelity": verdict.line})
     if session is not None:
@@ -1147,7 +1204,13 @@ def verify(root: Path, run: int | None, sample: int, store_dir: Path | None = No
 
 
 def replay_segment(
-    script: str, run: int, replay_id: int, spec: str, output: Path, allow_changes: bool
+    script: str,
+    run: int,
+    replay_id: int,
+    spec: str,
+    output: Path,
+    allow_changes: bool,
+    threads: int | None = None,
 ) -> int:
     """A parallel replay's worker: run one segment quietly; write its lines and evidence."""
     seg = segment_from_spec(spec)
@@ -1161,7 +1224,7 @@ def replay_segment(
 
     files = prep.store.dir / "replays" / str(replay_id) / f"worker-{seg.index + 1}" / "files"
     session, outcome, elapsed = _run_replay_session(
-        prep, replay_id, plan, files, quiet=True, on_progress=progress
+        prep, replay_id, plan, files, quiet=True, on_progress=progress, threads=threads
     )
     s = session.stats
     result = {

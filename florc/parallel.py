@@ -119,13 +119,76 @@ def gpu_count() -> int:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
-def worker_env(index: int, workers: int, gpus: int, threads: int | None = None) -> dict[str, str]:
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def thread_vars(threads: int, recorded: dict[str, str] | None = None) -> dict[str, str]:
+    """The thread-count variables a worker gets: the recording's own where it set them (they
+    decided its thread counts), the count for the others."""
+    out = {var: str(threads) for var in THREAD_VARS}
+    out.update({k: v for k, v in (recorded or {}).items() if k in THREAD_VARS})
+    return out
+
+
+@dataclass
+class ThreadPlan:
+    workers: int
+    threads: int | None  # torch threads per worker; None: not known, cores / workers
+    note: str | None = None  # why fewer workers run than were asked for
+
+
+def plan_threads(
+    workers: int, recorded: int | None, asked: int | None, cores: int, gpus: int = 0
+) -> ThreadPlan:
+    """How many workers, with how many threads each.
+
+    Floating-point sums are split over threads, so their rounding depends on the thread
+    count: each worker gets the recording's count (or the one asked for). When the cores do
+    not hold workers x threads, fewer workers run: oversubscribed threads slow every worker
+    down many times over. With GPUs (a GPU per worker, where training computes) the workers
+    all run, with the threads the cores hold, and the note says so."""
+    want = asked or recorded
+    if want is None or workers <= 1:
+        return ThreadPlan(workers, want)
+    fit = max(1, cores // want)
+    if workers <= fit:
+        return ThreadPlan(workers, want)
+    if gpus and not asked:
+        share = max(1, cores // workers)
+        return ThreadPlan(
+            workers,
+            share,
+            f"workers get {share} torch thread{'s' if share != 1 else ''} each, the recording "
+            f"used {recorded}: values computed on the CPU may differ in the last digits (each "
+            "worker computes on a GPU of its own)",
+        )
+    head = f"{fit} worker{'s' if fit != 1 else ''} instead of {workers}"
+    if asked:
+        note = (
+            f"{head}: {workers} workers with {asked} threads each need {workers * asked} cores "
+            f"and this machine has {cores}"
+        )
+    else:
+        alt = max(1, cores // workers)
+        note = (
+            f"{head}: the recording used {recorded} torch threads and this machine has {cores} "
+            f"cores; --threads {alt} runs {workers} workers (values may differ in the last "
+            "digits)"
+        )
+    return ThreadPlan(fit, want, note)
+
+
+def worker_env(
+    index: int,
+    workers: int,
+    gpus: int,
+    threads: int | None = None,
+    recorded_vars: dict[str, str] | None = None,
+) -> dict[str, str]:
     """Threads per worker: as given (the recording's count), else cores / workers; one GPU per
-    worker when there are GPUs."""
+    worker when there are GPUs. recorded_vars: the recording's own thread variables."""
     env = dict(os.environ)
-    count = str(threads or max(1, cpu_count() // workers))
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[var] = count
+    env.update(thread_vars(threads or max(1, cpu_count() // workers), recorded_vars))
     if gpus:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         ids = [d.strip() for d in visible.split(",")] if visible else [str(i) for i in range(gpus)]
@@ -173,6 +236,7 @@ def run_segments(
     progress: Progress,
     stderr: TextIO,
     threads: int | None = None,
+    recorded_vars: dict[str, str] | None = None,
 ) -> list[WorkerResult]:
     """Start one worker process per segment, all at once; wait for all; collect their outputs.
 
@@ -188,7 +252,7 @@ def run_segments(
         proc = subprocess.Popen(
             command(seg, out_path),
             cwd=cwd,
-            env=worker_env(seg.index, len(segments), gpus, threads),
+            env=worker_env(seg.index, len(segments), gpus, threads, recorded_vars),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from e2e import EXAMPLES, copy_project, florc, hindsight_lines, overlay, python
 
-from florc.parallel import plan_segments
+from florc.parallel import cpu_count, plan_segments, plan_threads
 
 # --- the plan ---------------------------------------------------------------------------
 
@@ -47,6 +47,23 @@ def test_more_workers_than_targets() -> None:
     assert [(s.start, s.targets) for s in segs] == [(2, [2]), (9, [9])]
 
 
+def test_workers_get_the_recordings_thread_count_or_fewer_workers_run() -> None:
+    tp = plan_threads(2, recorded=2, asked=None, cores=4)
+    assert (tp.workers, tp.threads, tp.note) == (2, 2, None)
+    tp = plan_threads(2, recorded=2, asked=None, cores=2)
+    assert (tp.workers, tp.threads) == (1, 2)
+    assert tp.note == (
+        "1 worker instead of 2: the recording used 2 torch threads and this machine has 2 "
+        "cores; --threads 1 runs 2 workers (values may differ in the last digits)"
+    )
+    tp = plan_threads(4, recorded=2, asked=1, cores=2)  # asked for: as many as the cores hold
+    assert (tp.workers, tp.threads) == (2, 1) and "need 4 cores" in (tp.note or "")
+    tp = plan_threads(3, recorded=None, asked=None, cores=2)  # not known: as before
+    assert (tp.workers, tp.threads, tp.note) == (3, None, None)
+    tp = plan_threads(4, recorded=16, asked=None, cores=16, gpus=4)  # a GPU each: all run
+    assert (tp.workers, tp.threads) == (4, 4) and "the recording used 16" in (tp.note or "")
+
+
 # --- end to end -------------------------------------------------------------------------
 
 
@@ -54,7 +71,10 @@ def test_more_workers_than_targets() -> None:
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("parallel")
     project = copy_project(EXAMPLES / "main_train_eval", base / "project")
-    rec = florc(["record", "--checkpoint-all", "train.py"], project)
+    # one thread: its workers fit the cores (a replay gives each the recording's count)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        rec = florc(["record", "--checkpoint-all", "train.py"], project)
     assert rec.returncode == 0, rec.stderr
     for f in project.glob("*.pt"):
         f.unlink()
@@ -121,6 +141,75 @@ def test_nondeterministic_training_is_reported_as_diverged(tmp_path: Path) -> No
     assert "fidelity: diverged at train.py:10 epoch 1" in rep.stderr, rep.stderr
     check = florc(["verify", "--sample", "2"], tmp_path)
     assert check.returncode == 1 and "fidelity: diverged at train.py:10 epoch" in check.stderr
+
+
+# Sums over more elements than torch's grain size (32768) are split over threads: with 1 thread
+# this script's losses differ from 2 threads' in the last digits, and so (the RMSE's value
+# scales its gradient) do the weights.
+THREADED = """\
+import torch
+
+torch.manual_seed(0)
+data = torch.randn(256, 64)
+proj = torch.randn(64, 1024) / 8
+model = torch.nn.Linear(64, 1024)
+opt = torch.optim.SGD(model.parameters(), lr=0.05)
+for epoch in range(4):
+    for i in range(0, 256, 64):
+        x = data[i : i + 64]
+        loss = (model(x) - x @ proj).pow(2).mean().sqrt()  # RMSE: its value scales the step
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    print(f"epoch {epoch} loss {loss.item():.6f}")
+"""
+THREADED_EDIT = (
+    "        opt.step()\n",
+    "        opt.step()\n        print(f'HINDSIGHT e={epoch} i={i} loss={loss.item():.9f}')\n",
+)
+
+
+def test_a_two_thread_recording_replays_exactly_with_two_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edited = THREADED.replace(*THREADED_EDIT)
+    plain = {}
+    for n in (1, 2):
+        monkeypatch.setenv("OMP_NUM_THREADS", str(n))
+        (tmp_path / f"plain{n}").mkdir()
+        (tmp_path / f"plain{n}" / "train.py").write_text(edited)
+        plain[n] = hindsight_lines(python("train.py", tmp_path / f"plain{n}").stdout)
+    assert len(plain[2]) == 16
+    assert plain[1] != plain[2], "the thread count must change this script's numbers"
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "train.py").write_text(THREADED)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert florc(["record", "--checkpoint-all", "train.py"], work).returncode == 0
+    (work / "train.py").write_text(edited)
+    # a replay started with another thread count still gives workers the recording's
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    rep = florc(["replay", "train.py", "--epochs", "all", "--workers", "2"], work)
+    assert rep.returncode == 0, rep.stderr
+    assert rep.lines == plain[2]
+    assert "fidelity: exact" in rep.stderr, rep.stderr
+    cores = cpu_count()
+    first = rep.stderr.splitlines()[0]
+    if cores < 4:
+        assert first == (
+            "florc: 1 worker instead of 2: the recording used 2 torch threads and this machine "
+            f"has {cores} cores; --threads {max(1, cores // 2)} runs 2 workers (values may "
+            "differ in the last digits)"
+        )
+    else:
+        assert "instead of" not in rep.stderr and "2 workers (local)" in rep.stderr
+    # another count, asked for: the verdict says the values differ, and why
+    rep = florc(["replay", "train.py", "--epochs", "all", "--workers", "2", "--threads", "1"], work)
+    assert rep.returncode == 0, rep.stderr
+    assert rep.lines != plain[2] and len(rep.lines) == 16
+    assert "this replay ran 1 torch thread per process, the recording 2" in rep.stderr, rep.stderr
+    if cores >= 2:
+        assert "2 workers (local)" in rep.stderr
 
 
 def test_verify_reexecutes_a_sample_of_blocks(recorded: Path, tmp_path: Path) -> None:

@@ -6,6 +6,11 @@ Two kinds of evidence are compared with the recording:
 - the end state of each re-executed block against that block's recorded checkpoint (content
   hashes first; where they differ, tensor by tensor).
 
+Values a log statement prints that derive from a clock or from randomness no seed controls
+(the compiler marks them: transforms/clocks.py) are left out: a replay computes another
+elapsed time than the recording did, and that is no divergence. The other values on the same
+line are compared as usual; the verdict says how many values were left out.
+
 The verdict is `exact`, `within tolerance (max abs diff X)` or `diverged at <where> epoch <E>`.
 """
 
@@ -14,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from florc.runtime import state as st
@@ -30,6 +35,9 @@ class Evidence:
     epoch: Any
     diff: float | None  # 0.0 identical; the max abs difference; None: differs in kind
     ok: bool  # within tolerance
+    compared: bool = True  # False: every value in it was left out
+    # values left out of the comparison, by why: "clock", "random" (unseeded), or another word
+    left_out: dict[str, int] = field(default_factory=dict)
 
 
 def close(a: float, b: float) -> bool:
@@ -51,6 +59,79 @@ def compare_text(recorded: str, replayed: str) -> tuple[float | None, bool]:
             worst = max(worst, abs(a - b))
             ok = ok and close(a, b)
     return worst, ok
+
+
+Shape = list[list[Any]]  # parts: ["text", str] | ["value", None | "clock" | "random"]
+
+
+@dataclass
+class LineComparison:
+    diff: float | None
+    ok: bool
+    compared: bool  # some value (or the whole text) was compared
+    left_out: dict[str, int]
+
+
+def _split(line: str, shape: Shape) -> list[str] | None:
+    """The texts of a line's values, if the line has the shape: each value ends where the
+    next literal text first occurs (the last one at the line's end). Linear in the line."""
+    values: list[str] = []
+    pos, n = 0, len(shape)
+    for i, (what, text) in enumerate(shape):
+        if what == "value":
+            if i == n - 1:
+                values.append(line[pos:])
+                pos = len(line)
+            continue
+        if i == 0 or shape[i - 1][0] != "value":
+            if not line.startswith(text, pos):
+                return None
+            at = pos
+        elif i == n - 1:
+            at = len(line) - len(text)
+            if at < pos or not line.endswith(text):
+                return None
+        else:
+            at = line.find(text, pos)
+            if at < 0:
+                return None
+        if i > 0 and shape[i - 1][0] == "value":
+            values.append(line[pos:at])
+        pos = at + len(text)
+    return values if pos == len(line) else None
+
+
+def compare_shaped(
+    recorded: str, replayed: str, shapes: list[Shape], kind: str = "clock"
+) -> LineComparison:
+    """A line of a log statement some of whose values derive from a clock or unseeded
+    randomness: compare the other values, leave those out.
+
+    Both lines are matched against the statement's line shapes; the first shape both fit
+    decides which text is which value. A line neither fits is left out whole (counted as one
+    value of `kind`); when only one of them fits, the two differ in kind.
+    """
+    for shape in shapes:
+        a, b = _split(recorded, shape), _split(replayed, shape)
+        if a is None or b is None:
+            continue
+        kinds = [p[1] for p in shape if p[0] == "value"]
+        left_out: dict[str, int] = {}
+        worst: float | None = 0.0
+        ok, compared = True, not kinds
+        for k, x, y in zip(kinds, a, b):
+            if k is not None:
+                left_out[k] = left_out.get(k, 0) + 1
+                continue
+            compared = True
+            d, same = compare_text(x, y)
+            worst = None if d is None or worst is None else max(worst, d)
+            ok = ok and same
+        return LineComparison(worst, ok, compared, left_out)
+    if any(_split(recorded, s) is not None or _split(replayed, s) is not None for s in shapes):
+        diff, ok = compare_text(recorded, replayed)
+        return LineComparison(diff, ok, True, {})
+    return LineComparison(0.0, True, False, {kind: 1})
 
 
 class _Diff:
@@ -165,6 +246,32 @@ def _numpy_of(x: Any) -> Any:
     return np if np is not None and isinstance(x, np.ndarray) else None
 
 
+def leave_out(snapshot: st.Snapshot, paths: dict[str, str]) -> dict[str, int]:
+    """Drop from a snapshot the paths (and attributes of plain objects under them) that hold
+    values derived from a clock or unseeded randomness; the count dropped, by kind.
+
+    An attribute under something other than a plain object (a module, a dict) stays: the
+    comparison then sees it, as before."""
+    dropped: dict[str, int] = {}
+    for path, kind in paths.items():
+        root, *rest = path.split(".")
+        if not rest:
+            if path in snapshot.paths or path in snapshot.missing:
+                snapshot.paths.pop(path, None)
+                snapshot.missing = [m for m in snapshot.missing if m != path]
+                dropped[kind] = dropped.get(kind, 0) + 1
+            continue
+        node = snapshot.paths.get(root)
+        for name in rest[:-1]:
+            if node is None or node.kind != "object":
+                break
+            node = node.children.get(name)
+        if node is not None and node.kind == "object" and rest[-1] in node.children:
+            del node.children[rest[-1]]
+            dropped[kind] = dropped.get(kind, 0) + 1
+    return dropped
+
+
 def compare_snapshots(recorded: st.Snapshot, replayed: st.Snapshot) -> tuple[float | None, bool]:
     """(max abs difference, within tolerance) over the paths both hold, and the RNG states."""
     d = _Diff()
@@ -188,28 +295,65 @@ class Verdict:
     compared: int
     worst: float
     diverged: Evidence | None
+    left_out: dict[str, int] = field(default_factory=dict)  # "clock"/"random" -> values
+    threads: tuple[int, int] | None = None  # (this replay's, the recording's) when they differ
 
     @property
     def line(self) -> str:
+        left = _left_out_text(self.left_out)
+        threads = ""
+        if self.threads is not None and (self.diverged is not None or self.worst > 0):
+            used, recorded = self.threads
+            threads = (
+                f" — this replay ran {used} torch thread{'s' if used != 1 else ''} per process, "
+                f"the recording {recorded}: sums split over threads round differently"
+            )
         if self.diverged is not None:
-            return f"fidelity: diverged at {self.diverged.where} epoch {self.diverged.epoch}"
+            where = f"fidelity: diverged at {self.diverged.where} epoch {self.diverged.epoch}"
+            return (f"{where} ({left})" if left else where) + threads
         if self.compared == 0:
+            if left:
+                return (
+                    "fidelity: not checked — every recorded value this replay recomputed "
+                    f"derives from a clock or unseeded randomness ({left})"
+                )
             return "fidelity: not checked — this replay recomputed no recorded value or checkpoint"
+        left = f"; {left}" if left else ""
         if self.worst == 0.0:
-            return f"fidelity: exact ({self.compared} recorded values and states compared)"
+            return f"fidelity: exact ({self.compared} recorded values and states compared{left})"
         return (
             f"fidelity: within tolerance (max abs diff {self.worst:.3g}; "
-            f"{self.compared} recorded values and states compared)"
+            f"{self.compared} recorded values and states compared{left}){threads}"
         )
 
 
-def verdict(evidence: Iterable[Evidence]) -> Verdict:
-    """The verdict over everything compared, in replay order (the first divergence is named)."""
+def _left_out_text(left_out: dict[str, int]) -> str:
+    parts = []
+    clock, random = left_out.get("clock", 0), left_out.get("random", 0)
+    if clock:
+        parts.append(f"{clock} clock-derived value{'s' if clock != 1 else ''}")
+    if random:
+        parts.append(f"{random} value{'s' if random != 1 else ''} from unseeded randomness")
+    for kind, n in sorted(left_out.items()):  # any other reason a value was not compared
+        if kind not in ("clock", "random") and n:
+            parts.append(f"{n} value{'s' if n != 1 else ''} ({kind})")
+    return f"{' and '.join(parts)} left out" if parts else ""
+
+
+def verdict(evidence: Iterable[Evidence], threads: tuple[int, int] | None = None) -> Verdict:
+    """The verdict over everything compared, in replay order (the first divergence is named).
+
+    threads: (this replay's torch thread count, the recording's) when they differ."""
     compared, worst, first_bad = 0, 0.0, None
+    left_out: dict[str, int] = {}
     for ev in evidence:
+        for k, n in ev.left_out.items():
+            left_out[k] = left_out.get(k, 0) + n
+        if not ev.compared:
+            continue
         compared += 1
         if ev.diff is not None:
             worst = max(worst, ev.diff)
         if not ev.ok and first_bad is None:
             first_bad = ev
-    return Verdict(compared, worst, first_bad)
+    return Verdict(compared, worst, first_bad, left_out, threads)

@@ -117,6 +117,9 @@ class Session:
         self.main_loop_id: str | None = compiled.get("main_loop")
         self.loops: dict[str, dict[str, Any]] = {}
         self.statement_code: dict[str, str] = {}
+        # log statements printing values derived from a clock or unseeded randomness:
+        # "relpath:line" -> (line shapes, kind); those values are left out of the comparison
+        self.statement_shapes: dict[str, tuple[list[Any], str]] = {}
         self.register(compiled)
         self.plan = plan
         self.main: MainLoop | None = None
@@ -143,6 +146,11 @@ class Session:
             for lp in fm["loops"]:
                 self.loops[lp["loop_id"]] = lp
         self.statement_code.update(statement_codes(compiled))
+        for fm in compiled.get("files", {}).values():
+            for ls in fm["log_statements"]:
+                if ls.get("left_out"):
+                    sid = f"{fm['relpath']}:{ls['line']}"
+                    self.statement_shapes[sid] = (ls.get("shapes", []), ls["left_out"])
 
     # generated code entry points ------------------------------------------------
     def loop(self, loop_id: str) -> Any:
@@ -216,7 +224,15 @@ class Session:
         queue = self.plan.recorded_values.get((recorded_sid, line.iteration, line.step))
         if not queue:
             return
-        diff, ok = fidelity.compare_text(queue.pop(0), line.text)
+        recorded = queue.pop(0)
+        shaped = self.statement_shapes.get(line.statement)
+        if shaped is not None:
+            c = fidelity.compare_shaped(recorded, line.text, *shaped)
+            self.evidence.append(
+                fidelity.Evidence(line.statement, line.epoch, c.diff, c.ok, c.compared, c.left_out)
+            )
+            return
+        diff, ok = fidelity.compare_text(recorded, line.text)
         self.evidence.append(fidelity.Evidence(line.statement, line.epoch, diff, ok))
 
     def compare_block(
@@ -235,9 +251,12 @@ class Session:
         except (st.CannotSnapshot, OSError, ValueError):
             return
         now.wait()
+        left_out = manifest.get("left_out") or {}
+        dropped = fidelity.leave_out(recorded, left_out)
+        fidelity.leave_out(now, left_out)
         diff, ok = fidelity.compare_snapshots(recorded, now)
         where = f"{manifest.get('relpath', '?')}:{manifest.get('line', '?')}"
-        self.evidence.append(fidelity.Evidence(where, self.epoch, diff, ok))
+        self.evidence.append(fidelity.Evidence(where, self.epoch, diff, ok, True, dropped))
 
     # the index ---------------------------------------------------------------------
     def index(self, action: Callable[[Store], None]) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import libcst as cst
 
 from florc.errors import SourceError
+from florc.transforms.clocks import ClockTaint, log_statement_shapes
 from florc.transforms.effects import Project, child_nodes, descendants, minimal
 from florc.transforms.instrument import instrument, loops_not_instrumented
 from florc.transforms.mainloop import CallIndex, MainLoop, find_main_loop
@@ -199,6 +200,7 @@ def _file_manifest(project: Project, info: ModuleInfo) -> FileManifest:
     skipped = {lp.loop_id for lp in loops_not_instrumented(info)}
     loops: list[LoopManifest] = []
     read_lines = _names_read(info)
+    taint = ClockTaint(info)
     for lp in info.loops:
         eff = project.loop_effects(info, lp.scope, lp.node)
         paths = minimal(eff.mutated)
@@ -213,6 +215,7 @@ def _file_manifest(project: Project, info: ModuleInfo) -> FileManifest:
         unbounded = [str(u) for u in eff.unbounded]
         if lp.skip_pragma:
             unbounded.append(f"{info.relpath}:{lp.line}:{lp.col}: marked `# florc: skip`")
+        changeset = sorted(_path_text(p) for p in paths)
         loops.append(
             LoopManifest(
                 loop_id=lp.loop_id,
@@ -222,7 +225,7 @@ def _file_manifest(project: Project, info: ModuleInfo) -> FileManifest:
                 kind=lp.kind,
                 scope=lp.scope,
                 parent_loop=lp.parent_loop,
-                changeset=sorted(_path_text(p) for p in paths),
+                changeset=changeset,
                 bound=sorted(eff.bound),
                 required=sorted(required),
                 iterated=sorted(_path_text(p) for p in minimal(eff.iterated)),
@@ -232,6 +235,7 @@ def _file_manifest(project: Project, info: ModuleInfo) -> FileManifest:
                     ls.code for ls in info.log_statements if _inside(info, ls.node, lp.node)
                 ],
                 instrumented=lp.loop_id not in skipped,
+                left_out=taint.state_left_out(lp.scope, changeset),
             )
         )
     functions = {
@@ -239,6 +243,7 @@ def _file_manifest(project: Project, info: ModuleInfo) -> FileManifest:
         for q, fn in info.functions.items()
     }
     instrumented = instrument(info)
+    shapes = log_statement_shapes(taint)
     return FileManifest(
         relpath=info.relpath,
         module_name=info.module_name,
@@ -255,11 +260,21 @@ def _file_manifest(project: Project, info: ModuleInfo) -> FileManifest:
                 "scope": ls.scope,
                 "loop": ls.loop_id,
                 "code": ls.code,
+                **_clock_fields(shapes.get(id(ls.node))),
             }
             for ls in info.log_statements
         ],
         functions=functions,
     )
+
+
+def _clock_fields(found: tuple[list[list[list[object]]], str] | None) -> dict[str, object]:
+    """A log statement printing values derived from a clock or unseeded randomness: the shapes
+    of its lines and the kind of the values the fidelity check leaves out."""
+    if found is None:
+        return {}
+    shapes, kind = found
+    return {"shapes": shapes, "left_out": kind}
 
 
 def _inside(info: ModuleInfo, inner: cst.CSTNode, outer: cst.CSTNode) -> bool:

@@ -17,7 +17,11 @@ from florc.transforms.syntax import LOG_METHODS, WRITER_METHODS, dotted, names_i
 
 
 def is_log_call(call: cst.Call) -> bool:
-    chain = dotted(call.func)
+    return is_log_chain(dotted(call.func))
+
+
+def is_log_chain(chain: tuple[str, ...] | None) -> bool:
+    """Whether a call of this dotted name is a log call (`print`, `logger.info`, ...)."""
     if chain is None:
         return False
     if chain == ("print",):

@@ -32,6 +32,9 @@ class LoopManifest:
     callees: list[str]
     log_statements: list[str]  # normalised code of log statements lexically inside
     instrumented: bool = True
+    # paths of the changeset (or attributes under them: "timer.t0") holding a value derived
+    # from a clock or unseeded randomness -> "clock" | "random"; left out of fidelity checks
+    left_out: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -43,6 +46,9 @@ class FileManifest:
     sha256: str
     instrumented: str
     loops: list[LoopManifest] = field(default_factory=list)
+    # per log statement: line, col, end_line, scope, loop, code; and where it prints values
+    # derived from a clock or unseeded randomness, "shapes" (its lines: parts ["text", str] or
+    # ["value", None | "clock" | "random"]) and "left_out" (that kind; see transforms/clocks.py)
     log_statements: list[dict[str, object]] = field(default_factory=list)
     functions: dict[str, list[str]] = field(default_factory=dict)  # qualname -> log code inside
 

@@ -24,6 +24,48 @@ UNSEEDED = {
     ("secrets",): "the `secrets` module is randomness no seed controls",
 }
 
+# Reads of a clock: a replay computes other values from them than the recording did (elapsed
+# times, steps per second). Not warned about; fidelity leaves the values they feed out.
+CLOCKS = frozenset(
+    {
+        ("time", "time"),
+        ("time", "time_ns"),
+        ("time", "perf_counter"),
+        ("time", "perf_counter_ns"),
+        ("time", "monotonic"),
+        ("time", "monotonic_ns"),
+        ("time", "process_time"),
+        ("time", "process_time_ns"),
+        ("time", "thread_time"),
+        ("time", "thread_time_ns"),
+        ("time", "clock_gettime"),
+        ("time", "clock_gettime_ns"),
+        ("time", "localtime"),
+        ("time", "gmtime"),
+        ("time", "ctime"),
+        ("time", "asctime"),
+        ("time", "strftime"),
+        ("datetime", "datetime", "now"),
+        ("datetime", "datetime", "utcnow"),
+        ("datetime", "datetime", "today"),
+        ("datetime", "date", "today"),
+        ("timeit", "default_timer"),
+    }
+)
+# methods that read a clock whatever their receiver (torch.cuda.Event.elapsed_time)
+CLOCK_METHODS = frozenset({"elapsed_time"})
+
+
+def source_kind(info: ModuleInfo, chain: tuple[str, ...]) -> str | None:
+    """What a dotted name is: a clock read ("clock"), unseeded randomness ("random") or
+    neither (None)."""
+    resolved = _resolve(info, chain)
+    if resolved in CLOCKS:
+        return "clock"
+    if any(resolved[: len(prefix)] == prefix for prefix in (*UNSEEDED, ("uuid", "uuid1"))):
+        return "random"
+    return None
+
 
 def find_nondeterminism(info: ModuleInfo) -> list[str]:
     """Warnings as "relpath:line:col: what; what to do"."""
