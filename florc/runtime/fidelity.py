@@ -11,7 +11,10 @@ The verdict is `exact`, `within tolerance (max abs diff X)` or `diverged at <whe
 
 from __future__ import annotations
 
+import collections
 import math
+import numbers
+import pickle
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ class Evidence:
     epoch: Any
     diff: float | None  # 0.0 identical; the max abs difference; None: differs in kind
     ok: bool  # within tolerance
+    not_compared: int = 0  # values in a block's end state whose state could not be compared
 
 
 def close(a: float, b: float) -> bool:
@@ -60,6 +64,8 @@ class _Diff:
         self.worst = 0.0
         self.ok = True  # within tolerance
         self.same_kind = True
+        self.not_compared = 0  # opaque values whose state could not be compared
+        self.seen: set[tuple[int, int]] = set()
 
     def differ(self) -> None:
         self.same_kind = False
@@ -105,7 +111,7 @@ class _Diff:
         self.ok = self.ok and bool(torch.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True))
 
     def tree(self, a: Any, b: Any) -> None:
-        """State dict-like values: dicts, lists, tensors, numbers."""
+        """State dict-like values: dicts, lists, tensors, numbers; anything else by its state."""
         if _is_array(a) or _is_array(b):
             if _is_array(a) and _is_array(b):
                 self.tensors(a, b)
@@ -116,22 +122,56 @@ class _Diff:
                 self.differ()
             for k in set(a) & set(b):
                 self.tree(a[k], b[k])
-        elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        elif isinstance(a, _SEQUENCES) and isinstance(b, _SEQUENCES):
             if len(a) != len(b):
                 self.differ()
             for x, y in zip(a, b):
                 self.tree(x, y)
-        else:
+        elif isinstance(a, _PLAIN) or isinstance(b, _PLAIN):
             try:
                 self.numbers(a, b)
             except Exception:  # noqa: BLE001 - user objects with odd __eq__
                 self.differ()
+        else:
+            self.opaque(a, b)
+
+    def opaque(self, a: Any, b: Any) -> None:
+        """An object florc copied whole: compared by its state, never by identity. By the
+        equality its type defines, else attribute by attribute, else by its pickled bytes;
+        counted as not compared when none of these can say."""
+        if a is b:
+            return
+        if type(a).__qualname__ != type(b).__qualname__:
+            self.differ()
+            return
+        key = (id(a), id(b))
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        if type(a).__eq__ is not object.__eq__:
+            try:
+                same = bool(a == b)
+            except Exception:  # noqa: BLE001 - an __eq__ that cannot answer (arrays inside)
+                same = None
+            if same:
+                return
+            if same is False and not hasattr(a, "__dict__"):
+                self.differ()
+                return
+        if hasattr(a, "__dict__") and hasattr(b, "__dict__"):
+            self.tree(vars(a), vars(b))
+            return
+        pa, pb = _pickled(a), _pickled(b)
+        if pa is None or pb is None:
+            self.not_compared += 1
+        elif pa != pb:
+            self.differ()
 
     def node(self, a: st.Node, b: st.Node) -> None:
         if a.kind != b.kind:
             self.differ()
             return
-        if a.kind in ("list", "tuple"):
+        if a.kind in ("list", "tuple", "namedtuple"):
             if len(a.children) != len(b.children):
                 self.differ()
             for x, y in zip(a.children, b.children):
@@ -149,8 +189,36 @@ class _Diff:
                 self.node(a.children[k], b.children[k])
         elif a.kind == "ref":
             return
+        elif a.kind == "copy":
+            self.tree(a.value, b.value)
         else:
             self.tree((a.value, a.extra), (b.value, b.extra))
+            if a.kind == "module":  # its plain attributes, submodule by submodule
+                ca, cb = a.children or {}, b.children or {}
+                if set(ca) != set(cb):
+                    self.differ()
+                for name in set(ca) & set(cb):
+                    if set(ca[name]) != set(cb[name]):
+                        self.differ()
+                    for attr in set(ca[name]) & set(cb[name]):
+                        self.node(ca[name][attr], cb[name][attr])
+
+
+_SEQUENCES = (list, tuple, collections.deque)
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, numbers.Number)
+
+
+def _pickled(x: Any) -> bytes | None:
+    try:
+        return pickle.dumps(x, protocol=5)
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        import cloudpickle
+
+        return cloudpickle.dumps(x, protocol=5)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _is_array(x: Any) -> bool:
@@ -167,13 +235,21 @@ def _numpy_of(x: Any) -> Any:
 
 def compare_snapshots(recorded: st.Snapshot, replayed: st.Snapshot) -> tuple[float | None, bool]:
     """(max abs difference, within tolerance) over the paths both hold, and the RNG states."""
+    d = snapshot_diff(recorded, replayed)
+    return (d.worst if d.same_kind else None), d.ok
+
+
+def snapshot_diff(recorded: st.Snapshot, replayed: st.Snapshot) -> _Diff:
+    """The comparison itself: also says how many values could not be compared by state
+    (`not_compared`; a path the replay could not capture counts as one)."""
     d = _Diff()
     for path in set(recorded.paths) & set(replayed.paths):
         d.node(recorded.paths[path], replayed.paths[path])
+    d.not_compared += len(set(recorded.paths) - set(replayed.paths))
     d.tree(_rng_tree(recorded.rng), _rng_tree(replayed.rng))
     if set(recorded.missing) != set(replayed.missing):
         d.differ()
-    return (d.worst if d.same_kind else None), d.ok
+    return d
 
 
 def _rng_tree(rng: dict[str, Any]) -> Any:
@@ -188,6 +264,14 @@ class Verdict:
     compared: int
     worst: float
     diverged: Evidence | None
+    not_compared: int = 0  # values in checkpoints that could be compared neither way
+
+    def _not_compared(self) -> str:
+        n = self.not_compared
+        if not n:
+            return ""
+        plural = "s" if n != 1 else ""
+        return f"; {n} value{plural} in checkpoints not compared (no comparable state)"
 
     @property
     def line(self) -> str:
@@ -196,20 +280,24 @@ class Verdict:
         if self.compared == 0:
             return "fidelity: not checked — this replay recomputed no recorded value or checkpoint"
         if self.worst == 0.0:
-            return f"fidelity: exact ({self.compared} recorded values and states compared)"
+            return (
+                f"fidelity: exact ({self.compared} recorded values and states compared"
+                f"{self._not_compared()})"
+            )
         return (
             f"fidelity: within tolerance (max abs diff {self.worst:.3g}; "
-            f"{self.compared} recorded values and states compared)"
+            f"{self.compared} recorded values and states compared{self._not_compared()})"
         )
 
 
 def verdict(evidence: Iterable[Evidence]) -> Verdict:
     """The verdict over everything compared, in replay order (the first divergence is named)."""
-    compared, worst, first_bad = 0, 0.0, None
+    compared, worst, first_bad, not_compared = 0, 0.0, None, 0
     for ev in evidence:
         compared += 1
+        not_compared += ev.not_compared
         if ev.diff is not None:
             worst = max(worst, ev.diff)
         if not ev.ok and first_bad is None:
             first_bad = ev
-    return Verdict(compared, worst, first_bad)
+    return Verdict(compared, worst, first_bad, not_compared)

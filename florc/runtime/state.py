@@ -365,7 +365,18 @@ def _module_attributes(module: Any) -> dict[str, Any]:
     if _MODULE_BOOKKEEPING is None:
         fresh = _torch().nn.Module()
         _MODULE_BOOKKEEPING = frozenset(vars(fresh)) | {"_compiled_call_impl"}
-    return {k: v for k, v in vars(module).items() if k not in _MODULE_BOOKKEEPING}
+    state = vars(module)
+    if _leaves_out(module):
+        state = module.__getstate__()
+        if not isinstance(state, dict):
+            return {}
+    return {k: v for k, v in state.items() if k not in _MODULE_BOOKKEEPING}
+
+
+def _leaves_out(module: Any) -> bool:
+    """The module's class has a __getstate__ of its own: what it leaves out is not captured,
+    and restoring keeps the live values of those attributes."""
+    return type(module).__getstate__ is not _torch().nn.Module.__getstate__
 
 
 def _tuple_fields(obj: Any) -> tuple[str, ...] | None:
@@ -559,7 +570,8 @@ class _Restorer:
                     d = vars(sub)
                     new = {a: self.restore(d.get(a, MISSING), c) for a, c in attrs.items()}
                     if self.apply:
-                        for a in [a for a in _module_attributes(sub) if a not in new]:
+                        gone = [] if _leaves_out(sub) else _module_attributes(sub)
+                        for a in [a for a in gone if a not in new]:
                             del d[a]
                         d.update(new)
             return cur
