@@ -396,7 +396,7 @@ def _tuple_fields(obj: Any) -> tuple[str, ...] | None:
 def _python_class(cls: type) -> bool:
     """Defined in Python (every class in its MRO but object): no state hidden in C fields."""
     for c in cls.__mro__:
-        if c is object:
+        if c in _ATTRIBUTE_BASES:  # SimpleNamespace: its state is all in its __dict__
             continue
         if not c.__flags__ & _HEAPTYPE:
             return False
@@ -407,11 +407,14 @@ def _python_class(cls: type) -> bool:
 
 
 _HEAPTYPE = 1 << 9
-_OBJECT_GETSTATE = getattr(object, "__getstate__", None)
 
 
 def _overrides(cls: type, name: str) -> bool:
-    return getattr(cls, name, None) is not getattr(object, name, None)
+    """A class of the MRO (not object, not SimpleNamespace) defines `name` itself."""
+    return any(name in c.__dict__ for c in cls.__mro__ if c not in _ATTRIBUTE_BASES)
+
+
+_ATTRIBUTE_BASES = (object, types.SimpleNamespace)
 
 
 def _object_state(obj: Any) -> tuple[dict[str, Any], tuple[str, ...], bool] | None:
@@ -433,8 +436,7 @@ def _object_state(obj: Any) -> tuple[dict[str, Any], tuple[str, ...], bool] | No
     if _overrides(cls, "__deepcopy__"):
         return None
     slots = _slot_names(cls)
-    getstate = getattr(cls, "__getstate__", None)
-    if getstate is not None and getstate is not _OBJECT_GETSTATE:
+    if _overrides(cls, "__getstate__"):
         if slots or not hasattr(obj, "__dict__"):
             return None
         state = obj.__getstate__()
