@@ -229,11 +229,14 @@ def test_a_full_queue_blocks_the_submitter_and_says_how_long(tmp_path: Path) -> 
 
 def test_a_checkpoint_that_cannot_be_serialised_is_marked_not_usable(tmp_path: Path) -> None:
     store_dir = tmp_path / ".florc"
-    snap = st.Snapshot(paths={"f": st.Node("copy", threading.Lock())})
-    _write(store_dir, [snap])
+    snaps = [st.Snapshot(paths={"f": st.Node("copy", threading.Lock())}) for _ in range(3)]
+    writer = _write(store_dir, snaps)
     store = Store(tmp_path, store_dir)
-    (row,) = store.checkpoints(1)
-    assert not row.usable and "cannot serialise" in row.info["reason"]
+    rows = store.checkpoints(1)
+    assert len(rows) == 3 and not any(r.usable for r in rows)
+    assert "`f` (a lock) cannot be serialised" in rows[0].info["reason"]
+    # one reason for the three, said once, with the object's path
+    assert list(writer.stats.unusable_reasons.values()) == [[3, "f"]]
     store.close()
 
 
