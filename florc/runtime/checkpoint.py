@@ -151,7 +151,7 @@ def _node_parts(node: st.Node) -> list[tuple[str, st.Node]]:
     k, ch = node.kind, node.children
     if not ch:
         return []
-    if k in ("list", "tuple", "namedtuple"):
+    if k in ("list", "tuple", "namedtuple", "deque"):
         return [(f"[{i}]", c) for i, c in enumerate(ch)]
     if k == "dict":
         return [(f"[{key!r}]", c) for key, c in ch]

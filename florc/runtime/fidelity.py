@@ -171,7 +171,7 @@ class _Diff:
         if a.kind != b.kind:
             self.differ()
             return
-        if a.kind in ("list", "tuple", "namedtuple"):
+        if a.kind in ("list", "tuple", "namedtuple", "deque"):
             if len(a.children) != len(b.children):
                 self.differ()
             for x, y in zip(a.children, b.children):
@@ -193,8 +193,9 @@ class _Diff:
             self.tree(a.value, b.value)
         else:
             self.tree((a.value, a.extra), (b.value, b.extra))
-            if a.kind == "module":  # its plain attributes, submodule by submodule
-                ca, cb = a.children or {}, b.children or {}
+            # a module's plain attributes, submodule by submodule (None: recorded without them)
+            if a.kind == "module" and a.children is not None and b.children is not None:
+                ca, cb = a.children, b.children
                 if set(ca) != set(cb):
                     self.differ()
                 for name in set(ca) & set(cb):

@@ -14,6 +14,7 @@ torch and numpy are imported lazily: a script without them still works.
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import enum
@@ -303,6 +304,11 @@ class _Capturer:
             return Node("stateful", state, cls=type(obj))
         if type(obj) is list:
             node = Node("list", children=[])
+            self.memo[id(obj)] = node
+            node.children = [self._child(x, depth, f"[{i}]") for i, x in enumerate(obj)]
+            return node
+        if type(obj) is collections.deque:  # replay buffers, running windows
+            node = Node("deque", children=[], extra=obj.maxlen)
             self.memo[id(obj)] = node
             node.children = [self._child(x, depth, f"[{i}]") for i, x in enumerate(obj)]
             return node
@@ -663,6 +669,19 @@ class _Restorer:
                     cur[:] = new
                 return cur
             return new
+        if k == "deque":
+            same = type(cur) is collections.deque and cur.maxlen == node.extra
+            items = list(cur) if same else []
+            new = [
+                self.restore(items[i] if i < len(items) else MISSING, c)
+                for i, c in enumerate(node.children)
+            ]
+            if same:
+                if self.apply:
+                    cur.clear()
+                    cur.extend(new)
+                return cur
+            return collections.deque(new, maxlen=node.extra) if self.apply else None
         if k == "tuple":
             items = cur if type(cur) is tuple and len(cur) == len(node.children) else ()
             return tuple(
