@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import functools
 import json
 import math
+import pickle
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -226,11 +230,14 @@ def test_a_full_queue_blocks_the_submitter_and_says_how_long(tmp_path: Path) -> 
 
 def test_a_checkpoint_that_cannot_be_serialised_is_marked_not_usable(tmp_path: Path) -> None:
     store_dir = tmp_path / ".florc"
-    snap = st.Snapshot(paths={"f": st.Node("copy", threading.Lock())})
-    _write(store_dir, [snap])
+    snaps = [st.Snapshot(paths={"f": st.Node("copy", threading.Lock())}) for _ in range(3)]
+    writer = _write(store_dir, snaps)
     store = Store(tmp_path, store_dir)
-    (row,) = store.checkpoints(1)
-    assert not row.usable and "cannot serialise" in row.info["reason"]
+    rows = store.checkpoints(1)
+    assert len(rows) == 3 and not any(r.usable for r in rows)
+    assert "`f` (a lock) cannot be serialised" in rows[0].info["reason"]
+    # one reason for the three, said once, with the object's path
+    assert list(writer.stats.unusable_reasons.values()) == [[3, "f"]]
     store.close()
 
 
@@ -412,3 +419,291 @@ def test_restore_speed_starts_from_a_prior_then_learns() -> None:
     assert speed.estimate(10**9) == pytest.approx(1.001)
     speed.observe(10**8, 1.0)  # 100 MB/s measured here
     assert speed.estimate(10**9) == pytest.approx(10.0)
+
+
+# --- complete state: module attributes, namedtuples, dataclasses, opaque objects ---------------
+
+SavedAction = collections.namedtuple("SavedAction", ["log_prob", "value"])
+
+
+class Buffered(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(2, 2)
+        self.inner = Inner()
+        self.saved_actions: list[SavedAction] = []
+        self.rewards: list[float] = []
+        self.counts = {"steps": 0}
+        self.window: collections.deque[float] = collections.deque(maxlen=3)
+        self.baseline = torch.zeros(2)  # a plain tensor attribute, not a buffer
+
+
+class Inner(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 1)
+        self.history: list[float] = []
+
+
+def _scope_of(**names: object) -> st.Scope:
+    frame = SimpleNamespace(
+        f_code=SimpleNamespace(co_varnames=(), co_cellvars=(), co_freevars=()),
+        f_globals=names,
+    )
+    frame.f_locals = frame.f_globals
+    return st.Scope(frame)  # type: ignore[arg-type]
+
+
+def _through_store(snap: st.Snapshot) -> st.Snapshot:
+    enc = checkpoint.encode(snap)
+    return checkpoint.decode(enc.manifest, lambda sha: bytes(enc.payloads[sha]))
+
+
+def test_module_attributes_are_captured_and_restored_in_place() -> None:
+    model = Buffered()
+    model.rewards.extend([1.0, 0.5])
+    model.saved_actions.append(SavedAction(torch.tensor(-0.3), torch.tensor([0.7])))
+    model.counts["steps"] = 2
+    model.baseline += 1.5
+    model.inner.history.append(3.0)
+    model.window.extend([0.1, 0.2])
+    names: dict[str, object] = {"model": model, "rewards": model.rewards}  # an alias
+    scope = _scope_of(**names)
+    snap = _through_store(st.capture(scope, ["model", "rewards"], {"model"}))
+
+    rewards, counts, baseline, window = model.rewards, model.counts, model.baseline, model.window
+    model.window.extend([7.0, 8.0, 9.0])
+    del model.rewards[:]
+    del model.saved_actions[:]
+    model.counts["steps"] = 9
+    model.baseline.zero_()
+    model.inner.history.clear()
+    model.scratch = "added after the checkpoint"
+    st.restore(scope, snap)
+
+    assert model.rewards is rewards and names["rewards"] is rewards and rewards == [1.0, 0.5]
+    assert model.counts is counts and counts == {"steps": 2}
+    assert model.baseline is baseline and torch.equal(baseline, torch.full((2,), 1.5))
+    ((log_prob, value),) = model.saved_actions
+    assert type(model.saved_actions[0]) is SavedAction
+    assert torch.equal(log_prob, torch.tensor(-0.3)) and torch.equal(value, torch.tensor([0.7]))
+    assert model.inner.history == [3.0]
+    assert model.window is window and list(window) == [0.1, 0.2] and window.maxlen == 3
+    assert not hasattr(model, "scratch")
+    assert model.training and "_parameters" in vars(model)  # torch's bookkeeping untouched
+
+
+@dataclasses.dataclass
+class Transition:
+    obs: torch.Tensor
+    reward: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FrozenStep:
+    value: torch.Tensor
+    tag: str
+
+
+def test_namedtuples_and_dataclasses_are_walked_and_their_live_graphs_seen() -> None:
+    w = torch.ones(2, requires_grad=True)
+    out = (w * 3).sum()  # a live graph: not backpropagated yet
+    cases = {
+        "model": lambda m: m.saved_actions.append(SavedAction(out, out)),
+        "steps": lambda m: m.append(Transition(out, 1.0)),
+        "frozen": lambda m: m.append(FrozenStep(out, "x")),
+        "nested": lambda m: m.append({"k": [(1, SimpleNamespace(t=out))]}),
+        "window": lambda m: m.append(collections.deque([0, out])),
+    }
+    where = {
+        "model": "model.saved_actions[0].log_prob",
+        "steps": "steps[0].obs",
+        "frozen": "frozen[0].value",
+        "nested": "nested[0]['k'][0][1].t",
+        "window": "window[0][1]",
+    }
+    for name, fill in cases.items():
+        holder: object = Buffered() if name == "model" else []
+        fill(holder)
+        with pytest.raises(st.CannotSnapshot) as info:
+            st.capture(_scope_of(**{name: holder}), [name], {name})
+        assert info.value.where == where[name], str(info.value)
+        assert f"`{where[name]}`" in str(info.value) and "autograd graph" in str(info.value)
+
+    out.backward()  # the graph is spent: the same structures can be checkpointed and restored
+    steps = [Transition(torch.tensor([1.0]), 0.5), FrozenStep(torch.tensor([2.0]), "a")]
+    first, second = steps
+    scope = _scope_of(steps=steps)
+    snap = _through_store(st.capture(scope, ["steps"], {"steps"}))
+    first.obs.add_(10)
+    first.reward = -1.0
+    object.__setattr__(second, "tag", "b")
+    st.restore(scope, snap)
+    assert steps[0] is first and first.reward == 0.5 and torch.equal(first.obs, torch.tensor([1.0]))
+    assert steps[1] is second and second.tag == "a"
+
+
+def make_counter(start: int):  # noqa: ANN201 - returns a closure
+    class Local:
+        def __init__(self) -> None:
+            self.n = start
+
+    def thunk() -> Local:
+        return Local()
+
+    return thunk
+
+
+def test_what_plain_pickle_refuses_goes_through_cloudpickle_and_restores_in_place(
+    tmp_path: Path,
+) -> None:
+    thunks = [make_counter(3), make_counter(4)]
+    env = SimpleNamespace(
+        env_fns=thunks,
+        envs=[fn() for fn in thunks],  # instances of a class defined in a function
+        visits=collections.defaultdict(lambda: 0),  # a lambda
+        weights=torch.arange(20_000.0),  # large: stored as a blob of its own
+    )
+    env.visits["a"] += 2
+    with pytest.raises(Exception):  # noqa: B017 - plain pickle refuses it, whatever the error
+        pickle.dumps(env.visits)
+    snap = _snapshot_of(env=env)
+    store_dir = tmp_path / ".florc"
+    _write(store_dir, [snap])
+    store = Store(tmp_path, store_dir)
+    (row,) = store.checkpoints(1)
+    assert row.usable, row.info
+    assert len(store.checkpoint_blobs(row.id)) == 2  # the manifest and the tensor
+    back = checkpoint.decode(store.get_blob(row.blob), store.get_blob)
+    store.close()
+
+    scope = _scope_of(env=env)
+    first, visits = env.envs[0], env.visits
+    first.n = 99
+    env.visits["b"] = 5
+    env.weights.zero_()
+    st.restore(scope, back)
+    assert env.envs[0] is first and first.n == 3 and env.envs[1].n == 4
+    assert env.visits is visits and dict(visits) == {"a": 2} and visits["new"] == 0
+    assert env.env_fns is thunks and torch.equal(env.weights, torch.arange(20_000.0))
+
+
+class Connection:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sent = 0
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.conn = Connection()
+        lock = self.conn.lock
+        self.job = functools.partial(lambda: lock)  # copied whole; a closure over a lock
+
+
+def test_what_neither_can_serialise_is_named_by_its_path() -> None:
+    pool = SimpleNamespace(workers=[Worker()])
+    with pytest.raises(st.CannotSnapshot) as info:  # the lock itself: not even copied
+        st.capture(_scope_of(pool=pool), ["pool"], {"pool"})
+    assert info.value.where == "pool.workers[0].conn.lock"
+    del pool.workers[0].conn.lock
+    snap = st.capture(_scope_of(pool=pool), ["pool"], {"pool"})
+    with pytest.raises(checkpoint.Unserialisable) as err:
+        checkpoint.encode(snap)
+    assert err.value.where == "pool.workers[0].job.func", str(err.value)
+    assert "cannot be serialised, by pickle or cloudpickle" in str(err.value)
+
+
+LOCK_SCRIPT = """\
+import threading
+
+import torch
+
+
+class Counter:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.seen = 0
+{getstate}
+
+torch.manual_seed(0)
+counter = Counter()
+w = torch.zeros(3)
+for epoch in range(4):
+    for i in range(3):
+        with counter.lock:
+            counter.seen += 1
+        w += i
+    print(f"epoch {epoch} seen {counter.seen} w {w.sum().item()}")
+"""
+
+GETSTATE = """
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+"""
+
+
+def test_an_object_neither_can_serialise_is_reported_once_with_its_path(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text(LOCK_SCRIPT.replace("{getstate}", ""))
+    rec = florc(["record", "--checkpoint-all", "train.py"], tmp_path)
+    assert rec.returncode == 0, rec.stderr
+    notes = [ln for ln in rec.stderr.splitlines() if "counter.lock" in ln]
+    assert len(notes) == 1, rec.stderr  # once per run, not once per checkpoint
+    assert "not usable" in notes[0] and "give the class of `counter` a __getstate__" in notes[0]
+
+    # what the note says to do works: the lock is left out, the rest is restored
+    work = tmp_path / "fixed"
+    work.mkdir()
+    (work / "train.py").write_text(LOCK_SCRIPT.replace("{getstate}", GETSTATE))
+    rec = florc(["record", "--checkpoint-all", "train.py"], work)
+    assert rec.returncode == 0 and "not usable" not in rec.stderr, rec.stderr
+    edited = LOCK_SCRIPT.replace("{getstate}", GETSTATE).replace(
+        '    print(f"epoch', '    print(f"HINDSIGHT {epoch} {counter.seen}")\n    print(f"epoch'
+    )
+    (work / "train.py").write_text(edited)
+    rep = florc(["replay", "train.py", "--epochs", "2-3"], work)
+    assert rep.returncode == 0, rep.stderr
+    assert [x for x in rep.stdout.splitlines() if x.startswith("HINDSIGHT")] == [
+        "HINDSIGHT 2 9",
+        "HINDSIGHT 3 12",
+    ]
+    # epochs 0-1 were skipped: the boundary checkpoint holding `counter` was restored, and the
+    # loop's `with counter.lock` ran on the live lock
+    assert "1 epoch checkpoints" in rep.stderr, rep.stderr
+
+
+class Opaque:
+    """State florc cannot walk (its own __reduce__) and no __eq__: compared by pickled bytes."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Opaque, (self.n,))
+
+
+class Sealed:
+    """Neither comparable nor picklable: counted as not compared."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Sealed:
+        return Sealed()
+
+
+def test_opaque_objects_are_compared_by_state_never_by_identity() -> None:
+    from florc.runtime import fidelity
+
+    def diff(a: object, b: object) -> fidelity._Diff:
+        return fidelity.snapshot_diff(_snapshot_of(x=a), _snapshot_of(x=b))
+
+    same = diff(Opaque(3), Opaque(3))  # two objects, one state
+    assert same.same_kind and same.ok and same.worst == 0.0 and same.not_compared == 0
+    assert not diff(Opaque(3), Opaque(4)).ok
+    sealed = diff(Sealed(), Sealed())
+    assert sealed.ok and sealed.not_compared == 1
+    evidence = fidelity.Evidence("train.py:3", 0, 0.0, True, True, {fidelity.NO_STATE: 1})
+    verdict = fidelity.verdict([evidence])
+    assert verdict.line.startswith("fidelity: exact")
+    assert "1 checkpointed value with no comparable state left out" in verdict.line

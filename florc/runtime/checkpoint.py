@@ -12,10 +12,13 @@ Encoding runs on the writer thread over the snapshot's own copies, never over li
 
 from __future__ import annotations
 
+import collections
+import functools
 import hashlib
 import io
 import pickle
 import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +39,7 @@ class Encoded:
     manifest: bytes
     payloads: dict[str, Any] = field(default_factory=dict)  # sha256 -> buffer of raw bytes
     nbytes: int = 0  # manifest + every payload: what a checkpoint would be without sharing
+    cloud: bool = False  # written by cloudpickle (plain pickle refused something)
 
 
 def _raw_tensor(obj: Any) -> tuple[Any, tuple[Any, ...]] | None:
@@ -65,35 +69,180 @@ def _raw_array(obj: Any) -> tuple[Any, tuple[Any, ...]] | None:
     return obj.reshape(-1).view(np.uint8), ("numpy", obj.dtype.str, tuple(obj.shape))
 
 
+class Unserialisable(Exception):
+    """Neither pickle nor cloudpickle can write a value of the snapshot; `where` is its access
+    path (`envs.envs[0].sock`), `what` its type."""
+
+    def __init__(self, where: str | None, what: str, cause: str) -> None:
+        self.where, self.what, self.cause = where, what, cause
+        place = f"`{where}` (a {what})" if where else f"a {what}"
+        super().__init__(f"{place} cannot be serialised, by pickle or cloudpickle: {cause}")
+
+
+def _tensor_ref(self: Any, obj: Any) -> Any:
+    key = id(obj)
+    if key in self.seen:
+        return self.seen[key]
+    found = _raw_tensor(obj) or _raw_array(obj)
+    if found is None:
+        return None
+    raw, (kind, dtype, shape) = found
+    sha = hashlib.sha256(raw).hexdigest()
+    self.payloads[sha] = raw
+    ref = (kind, sha, dtype, shape)
+    self.seen[key] = ref
+    return ref
+
+
+def _tensor_placeholder(self: Any, obj: Any) -> Any:
+    return "t" if _raw_tensor(obj) or _raw_array(obj) else None
+
+
 class _Pickler(pickle.Pickler):
     def __init__(self, file: Any, payloads: dict[str, Any]) -> None:
         super().__init__(file, protocol=5)
         self.payloads = payloads
         self.seen: dict[int, Any] = {}
 
-    def persistent_id(self, obj: Any) -> Any:
-        key = id(obj)
-        if key in self.seen:
-            return self.seen[key]
-        found = _raw_tensor(obj) or _raw_array(obj)
-        if found is None:
+    persistent_id = _tensor_ref
+
+
+_cloud_picklers: list[Any] = []
+
+
+def _cloud_pickler_class(probe: bool = False) -> Any:
+    """A cloudpickle pickler that keeps the tensor references, and saves by reference whatever
+    plain pickle can find again by name (cloudpickle would save the script's own classes by
+    value: a replay could then not tell them from the classes of its own run). probe: tensors
+    are not hashed (the pickle is only written to see whether it can be)."""
+    if not _cloud_picklers:
+        import cloudpickle
+
+        class _CloudPickler(cloudpickle.Pickler):
+            def __init__(self, file: Any, payloads: dict[str, Any]) -> None:
+                super().__init__(file, protocol=5)
+                self.payloads = payloads
+                self.seen: dict[int, Any] = {}
+
+            persistent_id = _tensor_ref
+
+            def reducer_override(self, obj: Any) -> Any:
+                if isinstance(obj, (type, types.FunctionType)) and st._importable(obj):
+                    return NotImplemented
+                return super().reducer_override(obj)
+
+        class _Probe(_CloudPickler):
+            persistent_id = _tensor_placeholder
+
+        _cloud_picklers.extend([_CloudPickler, _Probe])
+    return _cloud_picklers[1 if probe else 0]
+
+
+def _problem(value: Any) -> Exception | None:
+    """Why cloudpickle cannot write `value`, or None when it can."""
+    try:
+        _cloud_pickler_class(probe=True)(io.BytesIO(), {}).dump(value)
+    except Exception as exc:  # noqa: BLE001
+        return exc
+    return None
+
+
+def _node_parts(node: st.Node) -> list[tuple[str, st.Node]]:
+    k, ch = node.kind, node.children
+    if not ch:
+        return []
+    if k in ("list", "tuple", "namedtuple", "deque"):
+        return [(f"[{i}]", c) for i, c in enumerate(ch)]
+    if k == "dict":
+        return [(f"[{key!r}]", c) for key, c in ch]
+    if k == "object":
+        return [(f".{a}", c) for a, c in ch.items()]
+    if k == "module":
+        return [
+            (f".{name}.{a}" if name else f".{a}", c)
+            for name, attrs in ch.items()
+            for a, c in attrs.items()
+        ]
+    return []
+
+
+def _value_parts(value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        parts = [(f"[{k!r}]", v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple, collections.deque)):
+        parts = [(f"[{i}]", v) for i, v in enumerate(value)]
+    elif isinstance(value, (set, frozenset)):
+        parts = [("", v) for v in value]
+    elif isinstance(value, functools.partial):
+        parts = [(".func", value.func)] + [(f".args[{i}]", a) for i, a in enumerate(value.args)]
+        parts += [(f".keywords[{k!r}]", v) for k, v in value.keywords.items()]
+    else:
+        parts = []
+    if hasattr(value, "__dict__") and not isinstance(value, type):
+        parts += [(f".{a}", v) for a, v in vars(value).items()]
+    if isinstance(value, collections.defaultdict):
+        parts.append((".default_factory", value.default_factory))
+    return parts
+
+
+def find_unserialisable(snap: st.Snapshot) -> Unserialisable | None:
+    """The first value of the snapshot that cloudpickle cannot write, named by its path."""
+    seen: set[int] = set()
+
+    def in_value(value: Any, where: str, exc: Exception, depth: int) -> Unserialisable:
+        if depth < 20:
+            for seg, part in _value_parts(value):
+                sub = _problem(part)
+                if sub is not None:
+                    return in_value(part, where + seg, sub, depth + 1)
+        return Unserialisable(where, type(value).__name__, f"{type(exc).__name__}: {exc}")
+
+    def in_node(node: st.Node, where: str) -> Unserialisable | None:
+        if id(node) in seen:
             return None
-        raw, (kind, dtype, shape) = found
-        sha = hashlib.sha256(raw).hexdigest()
-        self.payloads[sha] = raw
-        ref = (kind, sha, dtype, shape)
-        self.seen[key] = ref
-        return ref
+        seen.add(id(node))
+        for seg, child in _node_parts(node):
+            found = in_node(child, where + seg)
+            if found is not None:
+                return found
+        for part in (node.value, node.cls, node.extra):
+            exc = _problem(part)
+            if exc is not None:
+                return in_value(part, where, exc, 0)
+        return None
+
+    for path, node in snap.paths.items():
+        found = in_node(node, path)
+        if found is not None:
+            return found
+    return None
 
 
-def encode(snap: st.Snapshot) -> Encoded:
-    """Pickle the snapshot's structure and hash its large tensors (waits for GPU copies first)."""
+def encode(snap: st.Snapshot, cloud_first: bool = False) -> Encoded:
+    """Pickle the snapshot's structure and hash its large tensors (waits for GPU copies first).
+
+    Plain pickle first (the fast path: cloudpickle costs about a fifth more CPU); what it refuses
+    (a closure, a lambda, a class defined in a function) goes through cloudpickle, and
+    `Encoded.cloud` says so. cloud_first: skip the plain attempt (it failed for this loop
+    before). Raises Unserialisable when neither can write it."""
     snap.wait()
-    payloads: dict[str, Any] = {}
-    buf = io.BytesIO()
-    _Pickler(buf, payloads).dump((FORMAT, snap))
-    manifest = buf.getvalue()
-    return Encoded(manifest, payloads, len(manifest) + sum(p.nbytes for p in payloads.values()))
+    picklers = [_cloud_pickler_class()] if cloud_first else [_Pickler, _cloud_pickler_class()]
+    for i, pickler in enumerate(picklers):
+        payloads: dict[str, Any] = {}
+        buf = io.BytesIO()
+        try:
+            pickler(buf, payloads).dump((FORMAT, snap))
+        except Exception as exc:  # noqa: BLE001 - pickle refuses in many ways
+            if i + 1 < len(picklers):
+                continue
+            found = find_unserialisable(snap)
+            if found is None:
+                raise Unserialisable(None, "value", f"{type(exc).__name__}: {exc}") from None
+            raise found from None
+        manifest = buf.getvalue()
+        nbytes = len(manifest) + sum(p.nbytes for p in payloads.values())
+        return Encoded(manifest, payloads, nbytes, cloud=pickler is not _Pickler)
+    raise AssertionError("unreachable")
 
 
 class _Unpickler(pickle.Unpickler):

@@ -16,7 +16,10 @@ The verdict is `exact`, `within tolerance (max abs diff X)` or `diverged at <whe
 
 from __future__ import annotations
 
+import collections
 import math
+import numbers
+import pickle
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +30,11 @@ from florc.runtime import state as st
 RTOL = 1e-5
 ATOL = 1e-8
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)")
+
+
+# the left_out key for values in a checkpoint that can be compared neither by content, by
+# attributes nor by pickled bytes
+NO_STATE = "no comparable state"
 
 
 @dataclass
@@ -141,6 +149,8 @@ class _Diff:
         self.worst = 0.0
         self.ok = True  # within tolerance
         self.same_kind = True
+        self.not_compared = 0  # opaque values whose state could not be compared
+        self.seen: set[tuple[int, int]] = set()
 
     def differ(self) -> None:
         self.same_kind = False
@@ -186,7 +196,7 @@ class _Diff:
         self.ok = self.ok and bool(torch.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True))
 
     def tree(self, a: Any, b: Any) -> None:
-        """State dict-like values: dicts, lists, tensors, numbers."""
+        """State dict-like values: dicts, lists, tensors, numbers; anything else by its state."""
         if _is_array(a) or _is_array(b):
             if _is_array(a) and _is_array(b):
                 self.tensors(a, b)
@@ -197,22 +207,56 @@ class _Diff:
                 self.differ()
             for k in set(a) & set(b):
                 self.tree(a[k], b[k])
-        elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        elif isinstance(a, _SEQUENCES) and isinstance(b, _SEQUENCES):
             if len(a) != len(b):
                 self.differ()
             for x, y in zip(a, b):
                 self.tree(x, y)
-        else:
+        elif isinstance(a, _PLAIN) or isinstance(b, _PLAIN):
             try:
                 self.numbers(a, b)
             except Exception:  # noqa: BLE001 - user objects with odd __eq__
                 self.differ()
+        else:
+            self.opaque(a, b)
+
+    def opaque(self, a: Any, b: Any) -> None:
+        """An object florc copied whole: compared by its state, never by identity. By the
+        equality its type defines, else attribute by attribute, else by its pickled bytes;
+        counted as not compared when none of these can say."""
+        if a is b:
+            return
+        if type(a).__qualname__ != type(b).__qualname__:
+            self.differ()
+            return
+        key = (id(a), id(b))
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        if type(a).__eq__ is not object.__eq__:
+            try:
+                same = bool(a == b)
+            except Exception:  # noqa: BLE001 - an __eq__ that cannot answer (arrays inside)
+                same = None
+            if same:
+                return
+            if same is False and not hasattr(a, "__dict__"):
+                self.differ()
+                return
+        if hasattr(a, "__dict__") and hasattr(b, "__dict__"):
+            self.tree(vars(a), vars(b))
+            return
+        pa, pb = _pickled(a), _pickled(b)
+        if pa is None or pb is None:
+            self.not_compared += 1
+        elif pa != pb:
+            self.differ()
 
     def node(self, a: st.Node, b: st.Node) -> None:
         if a.kind != b.kind:
             self.differ()
             return
-        if a.kind in ("list", "tuple"):
+        if a.kind in ("list", "tuple", "namedtuple", "deque"):
             if len(a.children) != len(b.children):
                 self.differ()
             for x, y in zip(a.children, b.children):
@@ -230,8 +274,37 @@ class _Diff:
                 self.node(a.children[k], b.children[k])
         elif a.kind == "ref":
             return
+        elif a.kind == "copy":
+            self.tree(a.value, b.value)
         else:
             self.tree((a.value, a.extra), (b.value, b.extra))
+            # a module's plain attributes, submodule by submodule (None: recorded without them)
+            if a.kind == "module" and a.children is not None and b.children is not None:
+                ca, cb = a.children, b.children
+                if set(ca) != set(cb):
+                    self.differ()
+                for name in set(ca) & set(cb):
+                    if set(ca[name]) != set(cb[name]):
+                        self.differ()
+                    for attr in set(ca[name]) & set(cb[name]):
+                        self.node(ca[name][attr], cb[name][attr])
+
+
+_SEQUENCES = (list, tuple, collections.deque)
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, numbers.Number)
+
+
+def _pickled(x: Any) -> bytes | None:
+    try:
+        return pickle.dumps(x, protocol=5)
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        import cloudpickle
+
+        return cloudpickle.dumps(x, protocol=5)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _is_array(x: Any) -> bool:
@@ -274,13 +347,21 @@ def leave_out(snapshot: st.Snapshot, paths: dict[str, str]) -> dict[str, int]:
 
 def compare_snapshots(recorded: st.Snapshot, replayed: st.Snapshot) -> tuple[float | None, bool]:
     """(max abs difference, within tolerance) over the paths both hold, and the RNG states."""
+    d = snapshot_diff(recorded, replayed)
+    return (d.worst if d.same_kind else None), d.ok
+
+
+def snapshot_diff(recorded: st.Snapshot, replayed: st.Snapshot) -> _Diff:
+    """The comparison itself: also says how many values could not be compared by state
+    (`not_compared`; a path the replay could not capture counts as one)."""
     d = _Diff()
     for path in set(recorded.paths) & set(replayed.paths):
         d.node(recorded.paths[path], replayed.paths[path])
+    d.not_compared += len(set(recorded.paths) - set(replayed.paths))
     d.tree(_rng_tree(recorded.rng), _rng_tree(replayed.rng))
     if set(recorded.missing) != set(replayed.missing):
         d.differ()
-    return (d.worst if d.same_kind else None), d.ok
+    return d
 
 
 def _rng_tree(rng: dict[str, Any]) -> Any:
@@ -334,8 +415,14 @@ def _left_out_text(left_out: dict[str, int]) -> str:
         parts.append(f"{clock} clock-derived value{'s' if clock != 1 else ''}")
     if random:
         parts.append(f"{random} value{'s' if random != 1 else ''} from unseeded randomness")
+    uncomparable = left_out.get(NO_STATE, 0)
+    if uncomparable:
+        parts.append(
+            f"{uncomparable} checkpointed value{'s' if uncomparable != 1 else ''} "
+            "with no comparable state"
+        )
     for kind, n in sorted(left_out.items()):  # any other reason a value was not compared
-        if kind not in ("clock", "random") and n:
+        if kind not in ("clock", "random", NO_STATE) and n:
             parts.append(f"{n} value{'s' if n != 1 else ''} ({kind})")
     return f"{' and '.join(parts)} left out" if parts else ""
 

@@ -12,6 +12,7 @@ Loop roles, decided when a loop starts:
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -71,6 +72,8 @@ class Stats:
     rerun_cheaper: int = 0  # blocks re-executed because that was faster than restoring them
     bytes_read: int = 0  # checkpoint bytes read from the store (restores and fidelity checks)
     notes: list[str] = field(default_factory=list)
+    # record: why checkpoints could not be taken: reason -> [how many, the object's path or None]
+    unusable_reasons: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class RestoreSpeed:
@@ -254,9 +257,12 @@ class Session:
         left_out = manifest.get("left_out") or {}
         dropped = fidelity.leave_out(recorded, left_out)
         fidelity.leave_out(now, left_out)
-        diff, ok = fidelity.compare_snapshots(recorded, now)
+        d = fidelity.snapshot_diff(recorded, now)
+        if d.not_compared:
+            dropped[fidelity.NO_STATE] = dropped.get(fidelity.NO_STATE, 0) + d.not_compared
+        diff = d.worst if d.same_kind else None
         where = f"{manifest.get('relpath', '?')}:{manifest.get('line', '?')}"
-        self.evidence.append(fidelity.Evidence(where, self.epoch, diff, ok, True, dropped))
+        self.evidence.append(fidelity.Evidence(where, self.epoch, diff, d.ok, True, dropped))
 
     # the index ---------------------------------------------------------------------
     def index(self, action: Callable[[Store], None]) -> None:
@@ -316,6 +322,7 @@ class Session:
             info["ran_seconds"] = round(ran_seconds, 6)
         problems = st.capture_iterated(scope, iterated)
         snap = None
+        where = None
         if problems:
             info["reason"] = "; ".join(problems.values())
         else:
@@ -323,8 +330,10 @@ class Session:
                 snap = st.capture(scope, paths, set(manifest.get("required", [])))
             except st.CannotSnapshot as exc:
                 info["reason"] = str(exc)
+                where = exc.where or None
         run = self.run_id
         if snap is None:
+            self.stats.unusable_reasons.setdefault(info["reason"], [0, where])[0] += 1
             self.index(
                 lambda store: store.add_checkpoint(
                     run, loop_id, iteration, occurrence, None, 0, False, info
@@ -417,6 +426,30 @@ class Session:
             self.stats.checkpoints -= written.unusable + written.dropped
             self.stats.unusable += written.unusable
             self.stats.notes.extend(f"checkpoint not written: {e}" for e in written.errors)
+            for reason, (n, where) in written.unusable_reasons.items():
+                self.stats.unusable_reasons.setdefault(reason, [0, where])[0] += n
+        if self.mode == "record":
+            reasons = sorted(self.stats.unusable_reasons.items(), key=lambda kv: -kv[1][0])
+            self.stats.notes[:0] = [unusable_note(r, n, w) for r, (n, w) in reasons[:3]]
+
+
+_LAST_ATTRIBUTE = re.compile(r"^(?P<owner>.+)\.(?P<attr>[A-Za-z_]\w*)(?:\[[^\]]*\])*$")
+
+
+def unusable_note(reason: str, count: int, where: str | None) -> str:
+    """Said once per run for each reason checkpoints could not be taken or written."""
+    n = f"{count} checkpoint{'s' if count != 1 else ''}"
+    text = f"{n} not usable: {reason}; that loop re-executes at replay instead of being restored"
+    if where is None or "autograd graph" in reason:
+        return text
+    m = _LAST_ATTRIBUTE.match(where)
+    if m is not None:
+        return (
+            f"{text}. To make it restorable, give the class of `{m['owner']}` a __getstate__ "
+            f"that leaves `{m['attr']}` out (florc then keeps the live `{m['attr']}` when "
+            "restoring)"
+        )
+    return f"{text}. To make it restorable, keep `{where}` out of what the loop changes"
 
 
 def _checkpoint_paths(scope: st.Scope, manifest: dict[str, Any]) -> list[str]:

@@ -14,10 +14,14 @@ torch and numpy are imported lazily: a script without them still works.
 
 from __future__ import annotations
 
+import collections
 import copy
+import dataclasses
+import enum
 import random
 import sys
 import types
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,11 +34,27 @@ REFERENCE_TYPES = (
     types.BuiltinFunctionType,
     type,
     types.MethodType,
+    weakref.ref,
+    weakref.ProxyType,
+    weakref.CallableProxyType,
 )
 
 
 class CannotSnapshot(Exception):
-    pass
+    """Raised while capturing; `where` is the access path below the captured root (`.sock`,
+    `[0].log_prob`), filled in on the way out so the message can name the object."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def under(self, segment: str) -> CannotSnapshot:
+        self.where = segment + self.where
+        return self
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class CannotRestore(Exception):
@@ -206,7 +226,7 @@ class _Capturer:
     def capture(self, obj: Any, depth: int = 0) -> Node:
         if depth > 60:
             raise CannotSnapshot("object graph too deep")
-        if isinstance(obj, IMMUTABLE):
+        if isinstance(obj, (*IMMUTABLE, enum.Enum)):
             return Node("value", obj)
         if isinstance(obj, REFERENCE_TYPES):
             return Node("ref")
@@ -218,6 +238,12 @@ class _Capturer:
         node = self._capture_new(obj, depth)
         self.memo[key] = node
         return node
+
+    def _child(self, obj: Any, depth: int, segment: str) -> Node:
+        try:
+            return self.capture(obj, depth + 1)
+        except CannotSnapshot as exc:
+            raise exc.under(segment) from None
 
     def _capture_new(self, obj: Any, depth: int) -> Node:
         t = _torch()
@@ -236,7 +262,16 @@ class _Capturer:
                 for n, p in obj.named_parameters()
             }
             modes = [m.training for m in obj.modules()]
-            return Node("module", state, extra=(grads, modes), cls=type(obj))
+            node = Node("module", state, extra=(grads, modes), cls=type(obj), children={})
+            self.memo[id(obj)] = node  # an attribute may refer back to the module
+            for name, sub in obj.named_modules():
+                attrs = _module_attributes(sub)
+                if attrs:
+                    where = f".{name}" if name else ""
+                    node.children[name] = {
+                        a: self._child(v, depth, f"{where}.{a}") for a, v in attrs.items()
+                    }
+            return node
         if _is_optimizer(obj):
             params = [p for g in obj.param_groups for p in g["params"]]
             values = [self.clone(p) for p in params]
@@ -270,28 +305,46 @@ class _Capturer:
         if type(obj) is list:
             node = Node("list", children=[])
             self.memo[id(obj)] = node
-            node.children = [self.capture(x, depth + 1) for x in obj]
+            node.children = [self._child(x, depth, f"[{i}]") for i, x in enumerate(obj)]
+            return node
+        if type(obj) is collections.deque:  # replay buffers, running windows
+            node = Node("deque", children=[], extra=obj.maxlen)
+            self.memo[id(obj)] = node
+            node.children = [self._child(x, depth, f"[{i}]") for i, x in enumerate(obj)]
             return node
         if type(obj) is tuple:
-            return Node("tuple", children=[self.capture(x, depth + 1) for x in obj])
+            return Node(
+                "tuple", children=[self._child(x, depth, f"[{i}]") for i, x in enumerate(obj)]
+            )
+        fields = _tuple_fields(obj)
+        if fields is not None:  # a namedtuple or a structseq (torch.return_types): its fields
+            names = [f".{f}" for f in fields] + [f"[{i}]" for i in range(len(fields), len(obj))]
+            return Node(
+                "namedtuple",
+                children=[self._child(x, depth, w) for x, w in zip(obj, names)],
+                cls=type(obj),
+                extra="structseq" if not hasattr(type(obj), "_make") else None,
+            )
         if isinstance(obj, dict) and type(obj).__init__ in (dict.__init__, _ordered_init()):
             node = Node("dict", children=[], cls=type(obj))
             self.memo[id(obj)] = node
             for k, v in obj.items():
                 if not isinstance(k, IMMUTABLE + (tuple,)):
                     raise CannotSnapshot(f"dict key of type {type(k).__name__}")
-                node.children.append((k, self.capture(v, depth + 1)))
+                node.children.append((k, self._child(v, depth, f"[{k!r}]")))
+            return node
+        state = _object_state(obj)
+        if state is not None:
+            attrs, setattr_names, partial = state
+            node = Node("object", partial, children={}, cls=type(obj), extra=setattr_names)
+            self.memo[id(obj)] = node
+            for k, v in attrs.items():
+                node.children[k] = self._child(v, depth, f".{k}")
             return node
         if self.dry:
             return Node("copy")
         if isinstance(obj, (set, bytearray)):
             return Node("copy", copy.copy(obj))
-        if hasattr(obj, "__dict__") and not hasattr(type(obj), "__slots__") and _plain_class(obj):
-            node = Node("object", children={}, cls=type(obj))
-            self.memo[id(obj)] = node
-            for k, v in vars(obj).items():
-                node.children[k] = self.capture(v, depth + 1)
-            return node
         try:
             return Node("copy", copy.deepcopy(obj))
         except Exception as exc:  # noqa: BLE001
@@ -304,6 +357,124 @@ def _ordered_init() -> Any:
     return collections.OrderedDict.__init__
 
 
+_MODULE_BOOKKEEPING: frozenset[str] | None = None
+
+
+def _module_attributes(module: Any) -> dict[str, Any]:
+    """A module's own plain attributes: its __dict__ less torch's bookkeeping (parameters,
+    buffers, submodules, hooks, the training flag). torch's own module classes keep nothing
+    there that training changes (their state is in parameters and buffers), so they have none."""
+    global _MODULE_BOOKKEEPING
+    cls = type(module)
+    if cls.__module__.startswith("torch.") or cls.__module__ == "torch":
+        return {}
+    if _MODULE_BOOKKEEPING is None:
+        fresh = _torch().nn.Module()
+        _MODULE_BOOKKEEPING = frozenset(vars(fresh)) | {"_compiled_call_impl"}
+    state = vars(module)
+    if _leaves_out(module):
+        state = module.__getstate__()
+        if not isinstance(state, dict):
+            return {}
+    return {k: v for k, v in state.items() if k not in _MODULE_BOOKKEEPING}
+
+
+def _leaves_out(module: Any) -> bool:
+    """The module's class has a __getstate__ of its own: what it leaves out is not captured,
+    and restoring keeps the live values of those attributes."""
+    return type(module).__getstate__ is not _torch().nn.Module.__getstate__
+
+
+def _tuple_fields(obj: Any) -> tuple[str, ...] | None:
+    """The field names of a namedtuple or structseq; None for anything else."""
+    if not isinstance(obj, tuple) or type(obj) is tuple:
+        return None
+    cls = type(obj)
+    fields = getattr(cls, "_fields", None)
+    if isinstance(fields, tuple) and hasattr(cls, "_make"):
+        return fields
+    n = getattr(cls, "n_fields", None)
+    if isinstance(n, int) and n == len(obj):
+        return tuple(cls.__match_args__) if hasattr(cls, "__match_args__") else ()
+    return None
+
+
+def _python_class(cls: type) -> bool:
+    """Defined in Python (every class in its MRO but object): no state hidden in C fields."""
+    for c in cls.__mro__:
+        if c in _ATTRIBUTE_BASES:  # SimpleNamespace: its state is all in its __dict__
+            continue
+        if not c.__flags__ & _HEAPTYPE:
+            return False
+        new = c.__dict__.get("__new__")
+        if new is not None and not isinstance(new, (staticmethod, types.FunctionType)):
+            return False  # allocated by C code: it has fields of its own
+    return True
+
+
+_HEAPTYPE = 1 << 9
+
+
+def _overrides(cls: type, name: str) -> bool:
+    """A class of the MRO (not object, not SimpleNamespace) defines `name` itself."""
+    return any(name in c.__dict__ for c in cls.__mro__ if c not in _ATTRIBUTE_BASES)
+
+
+_ATTRIBUTE_BASES = (object, types.SimpleNamespace)
+
+
+def _object_state(obj: Any) -> tuple[dict[str, Any], tuple[str, ...], bool] | None:
+    """An object whose state lives in its Python attributes, as (attributes, the names among
+    them set with object.__setattr__ rather than through __dict__ (slots), partial). partial:
+    its class's __getstate__ leaves some attributes out; restoring keeps their live values.
+    None: the object keeps state florc cannot see (C fields, its own __reduce__, an iterator)."""
+    cls = type(obj)
+    if not _python_class(cls) or not _plain_class(obj):
+        return None
+    if dataclasses.is_dataclass(obj):
+        attrs = dict(vars(obj)) if hasattr(obj, "__dict__") else {}
+        extra = tuple(f.name for f in dataclasses.fields(obj) if f.name not in attrs)
+        for name in extra:
+            attrs[name] = getattr(obj, name)
+        return attrs, extra, False
+    if _overrides(cls, "__reduce_ex__") or _overrides(cls, "__reduce__"):
+        return None
+    if _overrides(cls, "__deepcopy__"):
+        return None
+    slots = _slot_names(cls)
+    if _overrides(cls, "__getstate__"):
+        if slots or not hasattr(obj, "__dict__"):
+            return None
+        state = obj.__getstate__()
+        if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+            return None
+        return dict(state), (), True
+    if not hasattr(obj, "__dict__") and not slots:
+        return None
+    attrs = dict(vars(obj)) if hasattr(obj, "__dict__") else {}
+    present = []
+    for name in slots:
+        try:
+            attrs[name] = getattr(obj, name)
+            present.append(name)
+        except AttributeError:
+            pass  # an unset slot
+    return attrs, tuple(present), False
+
+
+def _slot_names(cls: type) -> list[str]:
+    names: list[str] = []
+    for c in cls.__mro__:
+        slots = c.__dict__.get("__slots__", ())
+        if isinstance(slots, str):
+            slots = (slots,)
+        for s in slots:
+            if s in ("__dict__", "__weakref__"):
+                continue
+            names.append(f"_{c.__name__.lstrip('_')}{s}" if s.startswith("__") else s)
+    return names
+
+
 def _plain_class(obj: Any) -> bool:
     """User-level classes whose state lives in __dict__ (not C extensions, iterators, files)."""
     import io
@@ -314,6 +485,31 @@ def _plain_class(obj: Any) -> bool:
         return iter(obj) is not obj
     except TypeError:
         return True
+
+
+def same_class(current: type, recorded: Any) -> bool:
+    """The recorded class, or the same class defined again: a class that can only be pickled
+    by value (a local class, say) comes back from a checkpoint as a new class object."""
+    if current is recorded:
+        return True
+    if not isinstance(recorded, type) or _importable(recorded):
+        return False
+    return (
+        current.__qualname__ == recorded.__qualname__ and current.__module__ == recorded.__module__
+    )
+
+
+def _importable(obj: Any) -> bool:
+    """Pickle can save it by reference: its module and qualified name lead back to it."""
+    mod = sys.modules.get(getattr(obj, "__module__", None) or "")
+    if mod is None:
+        return False
+    found: Any = mod
+    for part in getattr(obj, "__qualname__", "").split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            return False
+    return found is obj
 
 
 def _loader_generators(loader: Any) -> dict[str, Any]:
@@ -369,10 +565,23 @@ class _Restorer:
                 fresh.requires_grad_(True)
             return fresh
         if k == "module":
-            if not (_is_module(cur) and type(cur) is node.cls):
+            if not (_is_module(cur) and same_class(type(cur), node.cls)):
                 raise CannotRestore(f"expected a {node.cls.__name__} module to restore into")
             if self.apply:
                 _load_module(cur, node)
+            if node.children:
+                subs = dict(cur.named_modules())
+                for name, attrs in node.children.items():
+                    sub = subs.get(name)
+                    if sub is None:
+                        raise CannotRestore(f"no submodule {name!r} to restore attributes into")
+                    d = vars(sub)
+                    new = {a: self.restore(d.get(a, MISSING), c) for a, c in attrs.items()}
+                    if self.apply:
+                        gone = [] if _leaves_out(sub) else _module_attributes(sub)
+                        for a in [a for a in gone if a not in new]:
+                            del d[a]
+                        d.update(new)
             return cur
         if k == "optimizer":
             if not (_is_optimizer(cur) and type(cur) is node.cls):
@@ -448,7 +657,7 @@ class _Restorer:
                 return cur
             raise CannotRestore("expected a random.Random")
         if k == "copy":
-            return copy.deepcopy(node.value) if self.apply else None
+            return _restore_copy(cur, node.value) if self.apply else None
         if k == "list":
             items = cur if type(cur) is list else []
             new = [
@@ -460,11 +669,39 @@ class _Restorer:
                     cur[:] = new
                 return cur
             return new
+        if k == "deque":
+            same = type(cur) is collections.deque and cur.maxlen == node.extra
+            items = list(cur) if same else []
+            new = [
+                self.restore(items[i] if i < len(items) else MISSING, c)
+                for i, c in enumerate(node.children)
+            ]
+            if same:
+                if self.apply:
+                    cur.clear()
+                    cur.extend(new)
+                return cur
+            return collections.deque(new, maxlen=node.extra) if self.apply else None
         if k == "tuple":
             items = cur if type(cur) is tuple and len(cur) == len(node.children) else ()
             return tuple(
                 self.restore(items[i] if items else MISSING, c) for i, c in enumerate(node.children)
             )
+        if k == "namedtuple":
+            same = (
+                isinstance(cur, tuple)
+                and same_class(type(cur), node.cls)
+                and len(cur) == len(node.children)
+            )
+            new = [
+                self.restore(cur[i] if same else MISSING, c) for i, c in enumerate(node.children)
+            ]
+            if same and all(x is y for x, y in zip(new, cur)):
+                return cur  # nothing rebound: keep the tuple others may hold
+            if not self.apply:
+                return None
+            cls = type(cur) if same else node.cls
+            return cls(new) if node.extra == "structseq" else cls._make(new)
         if k == "dict":
             cls = node.cls or dict
             same = type(cur) is cls
@@ -477,21 +714,68 @@ class _Restorer:
                 return cur
             return cls(pairs)
         if k == "object":
-            if type(cur) is node.cls:
+            cls, setattr_names, partial = node.cls, node.extra or (), bool(node.value)
+            same = cur is not MISSING and same_class(type(cur), cls)
+            if same:
                 target = cur
             else:
                 if cur is not MISSING and cur is not None and hasattr(cur, "__dict__"):
-                    raise CannotRestore(f"expected a {node.cls.__name__}")
-                target = node.cls.__new__(node.cls) if self.apply else None
-            attrs = vars(cur) if type(cur) is node.cls else {}
+                    raise CannotRestore(f"expected a {cls.__name__}")
+                if partial or cls.__new__ is not object.__new__:
+                    raise CannotRestore(f"a {cls.__name__} cannot be recreated from its attributes")
+                target = object.__new__(cls) if self.apply else None
+            attrs = _attributes_of(cur, setattr_names) if same else {}
             new = {a: self.restore(attrs.get(a, MISSING), c) for a, c in node.children.items()}
             if self.apply and target is not None:
-                d = vars(target)
-                for a in [a for a in d if a not in new]:
-                    del d[a]
-                d.update(new)
+                if hasattr(target, "__dict__"):
+                    d = vars(target)
+                    if not partial:
+                        for a in [a for a in d if a not in new]:
+                            del d[a]
+                    d.update({a: v for a, v in new.items() if a not in setattr_names})
+                for a in setattr_names:
+                    object.__setattr__(target, a, new[a])
             return target
         raise CannotRestore(f"unknown snapshot kind {k}")
+
+
+def _attributes_of(obj: Any, setattr_names: tuple[str, ...]) -> dict[str, Any]:
+    attrs = dict(vars(obj)) if hasattr(obj, "__dict__") else {}
+    for name in setattr_names:
+        try:
+            attrs[name] = getattr(obj, name)
+        except AttributeError:
+            pass
+    return attrs
+
+
+def _restore_copy(cur: Any, value: Any) -> Any:
+    """A copied value, restored into the current object where its type allows (a set, a
+    deque, a dict subclass keep their identity); otherwise the copy itself, rebound."""
+    import collections
+
+    fresh = copy.deepcopy(value)
+    if cur is MISSING or type(cur) is not type(fresh):
+        return fresh
+    if isinstance(cur, set):
+        cur.clear()
+        cur.update(fresh)
+    elif isinstance(cur, bytearray):
+        cur[:] = fresh
+    elif isinstance(cur, collections.deque) and cur.maxlen == fresh.maxlen:
+        cur.clear()
+        cur.extend(fresh)
+    elif isinstance(cur, dict):
+        cur.clear()
+        cur.update(fresh)
+        if isinstance(cur, collections.defaultdict):
+            cur.default_factory = fresh.default_factory
+    else:
+        return fresh
+    if hasattr(fresh, "__dict__"):  # a subclass's own attributes
+        vars(cur).clear()
+        vars(cur).update(vars(fresh))
+    return cur
 
 
 def _set_grad(t: Any, grad: Any) -> None:
@@ -661,8 +945,8 @@ def _capture_paths(
             snap.paths[path] = cap.capture(obj)
         except CannotSnapshot as exc:
             if path in required:
-                raise CannotSnapshot(f"`{path}`: {exc}") from None
-            snap.omitted[path] = str(exc)
+                raise CannotSnapshot(f"`{path}{exc.where}`: {exc}", path + exc.where) from None
+            snap.omitted[path] = f"`{path}{exc.where}`: {exc}"
 
 
 def capture_iterated(scope: Scope, paths: Iterable[str]) -> dict[str, str]:

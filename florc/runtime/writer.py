@@ -55,6 +55,8 @@ class WriterStats:
     blobs_shared: int = 0  # tensors already in the store: not written again
     cpu_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    # why checkpoints could not be serialised: reason -> [how many, the object's path or None]
+    unusable_reasons: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class Writer:
@@ -77,6 +79,7 @@ class Writer:
         self._failed_open: BaseException | None = None
         # why checkpoints are no longer written (the disk is full, the store not writable, ...)
         self.stopped: str | None = None
+        self._cloud_loops: set[str] = set()  # loops whose checkpoints need cloudpickle
         self._thread = threading.Thread(target=self._work, name="florc-writer", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -173,12 +176,15 @@ class Writer:
     def _write_checkpoint(self, store: Store, job: CheckpointJob) -> None:
         info = dict(job.info)
         try:
-            enc = checkpoint.encode(job.snapshot)
+            enc = checkpoint.encode(job.snapshot, cloud_first=job.loop in self._cloud_loops)
+            if enc.cloud:
+                self._cloud_loops.add(job.loop)
         except Exception as exc:  # noqa: BLE001 - pickling arbitrary user objects
-            info["reason"] = f"cannot serialise: {type(exc).__name__}: {exc}"
+            where = exc.where if isinstance(exc, checkpoint.Unserialisable) else None
+            reason = str(exc) if where else f"cannot serialise: {type(exc).__name__}: {exc}"
+            info["reason"] = reason
             self.stats.unusable += 1
-            if len(self.stats.errors) < 5:
-                self.stats.errors.append(f"{job.loop} iteration {job.iteration}: {info['reason']}")
+            self.stats.unusable_reasons.setdefault(reason, [0, where])[0] += 1
             store.add_checkpoint(
                 job.run, job.loop, job.iteration, job.occurrence, None, 0, False, info
             )
