@@ -403,7 +403,7 @@ class Options:
     timeout: float = 120.0
     mem_mb: int = 6144
     keep: bool = False
-    budget_record: bool = True
+    budget_record: bool = False
     plain_only: bool = False
     workdir: Path | None = None
 
@@ -822,10 +822,12 @@ of taking the machine:
   process's peak resident set (`ru_maxrss`) across the call — the baseline is the interpreter with
   those imports. `florc instrument --report` runs after it, and its report is kept in
   `primer/results.json`.
-- **Record**: first with the default overhead budget (the ratio a user sees), then
-  `--checkpoint-all` in the same project (run 2, the one replayed: it exercises restoring every
-  block). Each recorded output must equal the plain run's, after masking the wall-clock figures
-  the manifest names for the script (`volatile`).
+- **Record**: `florc record --checkpoint-all` (the recording replayed: it checkpoints at every
+  opportunity, so the replays exercise restoring every block; its ratio to the plain run is an
+  upper bound of the overhead). With `--budget-record` the runner first records with the default
+  overhead budget as well (the ratio a user sees), in the same project; the replays then use the
+  later, `--checkpoint-all` recording. Each recorded output must equal the plain run's, after
+  masking the wall-clock figures the manifest names for the script (`volatile`).
 - **Replay**: per level, a copy of the recorded project with the edit applied, then
   `florc replay SCRIPT --epochs SPEC`. *Exact* means its standard output equals the expected lines,
   line for line. The fidelity line and florc's summary of what was restored and re-executed are
@@ -856,7 +858,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per step (default 120)")
     p.add_argument("--mem-mb", type=int, default=6144, help="address-space limit of florc steps")
     p.add_argument(
-        "--no-budget-record", action="store_true", help="record only with --checkpoint-all"
+        "--budget-record",
+        action="store_true",
+        help="also record with the default overhead budget first (its ratio to the plain run)",
     )
     p.add_argument(
         "--plain-only",
@@ -895,7 +899,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout=a.timeout,
         mem_mb=a.mem_mb,
         keep=a.keep,
-        budget_record=not a.no_budget_record,
+        budget_record=a.budget_record,
         plain_only=a.plain_only,
     )
     cache = Path(tempfile.gettempdir()) / "florc-primer-clones"
