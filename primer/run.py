@@ -390,7 +390,8 @@ result = compile_project(script, find_root(script))
 dt = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"seconds": dt, "peak_mb": (peak - base) / 1024, "baseline_mb": base / 1024,
-                  "modules": len(getattr(result, "modules", []) or [])}))
+                  "files": len(result.files), "main_loop": result.main_loop,
+                  "main_loop_reason": result.main_loop_reason}))
 """
 
 
@@ -679,11 +680,11 @@ def write_report(results: list[dict], path: Path, meta: dict) -> None:
     out.append(f"- Within the compile bounds: {len(within)} of {len(results)}.")
     out += ["", "## Results", ""]
     out.append(
-        "| script | repo@commit | shape | compile s | compile MB | record÷plain "
+        "| script | repo@commit | shape | main loop | compile s | compile MB | record÷plain "
         "(budget / all) | replay÷plain (epoch / batch / after) | exact (e/b/a) | "
         "fidelity (e/b/a) | restored (epoch level) |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         c = r.get("compile", {})
         rb, ra = r.get("record_budget", {}), r.get("record_all", {})
@@ -693,7 +694,8 @@ def write_report(results: list[dict], path: Path, meta: dict) -> None:
         owner = r["repo"].removeprefix("https://github.com/")
         out.append(
             f"| {r['name']} | [{owner}]({r['repo']}/tree/{r['commit']})@{r['commit'][:7]} | "
-            f"{_md(r['shape'])} | {_f(c.get('seconds'))} | {_f(c.get('peak_mb'), '{:.0f}')} | "
+            f"{_md(r['shape'].split(' (')[0])} | {_md(_short_loop(r))} | "
+            f"{_f(c.get('seconds'))} | {_f(c.get('peak_mb'), '{:.0f}')} | "
             f"{_ratio(rb)} / {_ratio(ra)} | "
             f"{' / '.join(_f(v.get('ratio')) for v in lvs)} | {ex} | {fid} | "
             f"{_md(_restored(lvs[0].get('done')))} |"
@@ -716,6 +718,21 @@ def write_report(results: list[dict], path: Path, meta: dict) -> None:
         "",
     ]
     path.write_text("\n".join(out))
+
+
+def _main_loop(r: dict) -> str | None:
+    for line in r.get("report", "").splitlines():
+        if line.startswith("Main loop:") or line.lower().startswith("no main loop"):
+            return line.removeprefix("Main loop:").strip()
+    return None
+
+
+def _short_loop(r: dict) -> str:
+    ml = _main_loop(r)
+    if not ml:
+        return "—"
+    m = re.match(r"(\S+:\d+)", ml)
+    return f"`{m.group(1)}`" if m else ml[:40]
 
 
 def _ratio(rec: dict) -> str:
@@ -747,6 +764,9 @@ def _script_section(r: dict) -> list[str]:
         )
     elif c:
         out.append(f"- **Compile**: failed — {c.get('error')}.")
+    ml = _main_loop(r)
+    if ml:
+        out.append(f"- **Main loop** (`instrument --report`): {ml}")
     if "plain_s" in r:
         out.append(f"- **Plain run**: {r['plain_s']:.1f} s.")
     for kind in ("budget", "all"):
@@ -880,7 +900,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="default docs/PRIMER.md (primer/PRIMER-only.md with --only)",
     )
+    p.add_argument(
+        "--report-from",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="write the report from a results file of an earlier run, without running anything",
+    )
     a = p.parse_args(argv)
+    if a.report_from:
+        data = json.loads(a.report_from.read_text())
+        out = a.report or REPO / "docs" / "PRIMER.md"
+        write_report(data["results"], out, data["meta"])
+        print(f"primer: report in {out}", file=sys.stderr)
+        return 0
     try:
         scripts = load_manifest(a.manifest)
     except (ManifestError, tomllib.TOMLDecodeError) as exc:
