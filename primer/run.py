@@ -948,8 +948,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
+        done.append(r)
+        # what has finished so far, so a long run can be looked at (and survives an interrupt)
+        (PRIMER / "results-partial.json").write_text(json.dumps(done, indent=1, default=str))
         return r
 
+    done: list[dict] = []
     with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
         results = list(pool.map(one, scripts))
     import torch
