@@ -657,6 +657,11 @@ def write_report(results: list[dict], path: Path, meta: dict) -> None:
         f"Python {meta['python']}, torch {meta['torch']}, {meta['cpus']} CPUs). "
         "Every number below is from that run."
     )
+    for u in meta.get("updated", []):
+        out[-1] += (
+            f" Rerun on {u['date']} (florc at `{u['florc_commit']}`) for "
+            f"{', '.join(u['only'])}, after a fix to their manifest entries."
+        )
     out += ["", "## Summary", ""]
     out.append(
         f"- **{n_exact} of {len(replays)} replays exact** "
@@ -901,6 +906,12 @@ def main(argv: list[str] | None = None) -> int:
         help="default docs/PRIMER.md (primer/PRIMER-only.md with --only)",
     )
     p.add_argument(
+        "--update",
+        action="store_true",
+        help="with --only: replace those scripts' entries in primer/results.json and rewrite "
+        "docs/PRIMER.md from it",
+    )
+    p.add_argument(
         "--report-from",
         type=Path,
         metavar="RESULTS_JSON",
@@ -967,6 +978,17 @@ def main(argv: list[str] | None = None) -> int:
         "total_s": time.perf_counter() - t0,
         "only": a.only,
     }
+    if a.update and a.only and not a.plain_only:
+        path = a.results or PRIMER / "results.json"
+        data = json.loads(path.read_text())
+        fresh = {r["name"]: r for r in results}
+        data["results"] = [fresh.pop(r["name"], r) for r in data["results"]] + list(fresh.values())
+        data["meta"].setdefault("updated", []).append({**meta, "only": a.only})
+        path.write_text(json.dumps(data, indent=1, default=str))
+        out = a.report or REPO / "docs" / "PRIMER.md"
+        write_report(data["results"], out, data["meta"])
+        print(f"primer: updated {path} and {out}", file=sys.stderr)
+        return 0
     partial = bool(a.only) or a.plain_only
     results_path = a.results or PRIMER / ("results-only.json" if partial else "results.json")
     default_report = PRIMER / "PRIMER-only.md" if partial else REPO / "docs" / "PRIMER.md"
