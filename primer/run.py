@@ -669,12 +669,13 @@ def write_report(results: list[dict], path: Path, meta: dict) -> None:
     )
     if ok_c:
         out.append(
-            f"- Compile: {len(ok_c)} of {len(results)} scripts compiled; the slowest took "
+            f"- Compile: {len(ok_c)} of {len(results)} scripts compiled (the others: below); "
+            "the slowest took "
             f"{max(c['seconds'] for c in ok_c):.2f} s, the largest peak was "
             f"{max(c['peak_mb'] for c in ok_c):.0f} MB beyond the interpreter's baseline "
             "(bounds asked for: ≤ 1 s and ≤ 300 MB)."
         )
-    failed_c = [r["name"] for r, c in zip(results, compiles) if "seconds" not in c]
+    failed_c = [r["name"] for r, c in zip(results, compiles) if "error" in c]
     if failed_c:
         out.append(f"- Compile failed or ran past its limit on: {', '.join(failed_c)}.")
     within = [
@@ -705,6 +706,16 @@ def write_report(results: list[dict], path: Path, meta: dict) -> None:
             f"{' / '.join(_f(v.get('ratio')) for v in lvs)} | {ex} | {fid} | "
             f"{_md(_restored(lvs[0].get('done')))} |"
         )
+    out += ["", "## Failures by class (the issue's list)", ""]
+    by: dict = {}
+    for r in results:
+        for cls, ev in classify(r):
+            by.setdefault(cls, []).append(f"{r['name']}: {ev}")
+    for cls in [*CLASSES, "slow"]:
+        if cls in by:
+            title = CLASSES.get(cls, "replays that ran past their time limit")
+            out.append(f"- **{cls}. {title}**" if cls != "slow" else f"- **{title}**")
+            out += [f"  - {_md(e)}" for e in by[cls]]
     out += ["", "## Per script", ""]
     for r in results:
         out += _script_section(r)
@@ -725,10 +736,61 @@ def write_report(results: list[dict], path: Path, meta: dict) -> None:
     path.write_text("\n".join(out))
 
 
+CLASSES = {
+    1: "compile does not end (unbounded analysis)",
+    2: "the wrong main loop (a data-loading loop in a local module)",
+    3: "state that escapes the checkpoint (module attributes, namedtuples)",
+    4: "checkpoints that cannot be taken",
+    5: "`fidelity: diverged` on a replay whose new lines are exact (a false alarm, or a "
+    "recomputed line of the script's own that differs)",
+    6: "training inside an installed framework",
+}
+
+
+def classify(r: dict) -> list[tuple[int | str, str]]:
+    """The issue's failure classes this script's results show, each with its evidence."""
+    found: list[tuple[int | str, str]] = []
+    c = r.get("compile", {})
+    if "error" in c:
+        found.append((1, f"compile_project alone: {c['error']}"))
+    ml = _main_loop(r)
+    script = os.path.normpath(os.path.join(r.get("cwd", "."), r["command"].split()[0]))
+    m = re.match(r"(\S+):\d+", ml or "")
+    if m and m.group(1) != script:
+        found.append((2, f"main loop {m.group(0)}, not in {script}"))
+    done = (r.get("record_all") or {}).get("done") or ""
+    m = re.search(r"(\d+) checkpoints could not be taken", done)
+    if m:
+        found.append((4, f"record: {m.group(0)}"))
+    for line in (r.get("record_all") or {}).get("florc_lines", []):
+        if "no main loop" in line or "no main-loop iterations" in line:
+            found.append((6, line))
+    for level in LEVELS:
+        v = r["levels"].get(level, {})
+        tail = " ".join(
+            f.get("stderr_tail", "")
+            for f in r["failures"]
+            if f["step"] == f"replay ({level} level)"
+        )
+        if "non-empty TensorList" in tail or "non-empty list of Tensors" in tail:
+            err = next(x for x in tail.splitlines() if "non-empty" in x).strip()
+            found.append((3, f"{level} replay: {err}"))
+        if v.get("exact") and "diverged" in (v.get("fidelity") or ""):
+            found.append((5, f"{level} replay exact, yet `{_fid(v['fidelity'])}`"))
+        if v.get("verdict") == "failed" and "timed out" in " ".join(
+            f["why"] for f in r["failures"] if f["step"] == f"replay ({level} level)"
+        ):
+            found.append(("slow", f"{level} replay timed out (re-executes every block)"))
+    return found
+
+
 def _main_loop(r: dict) -> str | None:
     for line in r.get("report", "").splitlines():
-        if line.startswith("Main loop:") or line.lower().startswith("no main loop"):
-            return line.removeprefix("Main loop:").strip()
+        low = line.lower()
+        if low.startswith("main loop:"):
+            return line[len("main loop:") :].strip()
+        if low.startswith("no main loop"):
+            return line.strip()
     return None
 
 
