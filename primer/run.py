@@ -645,7 +645,23 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+_WORK = re.compile(r"/[^\s'\"]*?/primer-[A-Za-z0-9-]+?-[A-Za-z0-9_]{8}")
+
+
+def scrub(obj):
+    """Results without this machine's paths: the project is <work>, the interpreter python."""
+    if isinstance(obj, str):
+        obj = obj.replace(sys.executable, "python").replace(str(REPO), "<florc>")
+        return _WORK.sub("<work>", obj)
+    if isinstance(obj, list):
+        return [scrub(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: scrub(v) for k, v in obj.items()}
+    return obj
+
+
 def write_report(results: list[dict], path: Path, meta: dict) -> None:
+    results = scrub(results)
     replays = [(r, lv, r["levels"].get(lv, {})) for r in results for lv in LEVELS]
     n_exact = sum(1 for _, _, v in replays if v.get("exact"))
     repos = sorted({r["repo"] for r in results})
@@ -711,10 +727,15 @@ def write_report(results: list[dict], path: Path, meta: dict) -> None:
     for r in results:
         for cls, ev in classify(r):
             by.setdefault(cls, []).append(f"{r['name']}: {ev}")
-    for cls in [*CLASSES, "slow"]:
+    extra = {
+        "silent": "wrong lines without a word: the replay differs from the truth and the "
+        "fidelity line does not say diverged",
+        "slow": "replays that ran past their time limit",
+    }
+    for cls in ["silent", *CLASSES, "slow"]:
         if cls in by:
-            title = CLASSES.get(cls, "replays that ran past their time limit")
-            out.append(f"- **{cls}. {title}**" if cls != "slow" else f"- **{title}**")
+            title = CLASSES.get(cls) or extra[cls]
+            out.append(f"- **{cls}. {title}**" if cls in CLASSES else f"- **{title}**")
             out += [f"  - {_md(e)}" for e in by[cls]]
     out += ["", "## Per script", ""]
     for r in results:
@@ -777,6 +798,16 @@ def classify(r: dict) -> list[tuple[int | str, str]]:
             found.append((3, f"{level} replay: {err}"))
         if v.get("exact") and "diverged" in (v.get("fidelity") or ""):
             found.append((5, f"{level} replay exact, yet `{_fid(v['fidelity'])}`"))
+        fid = v.get("fidelity") or ""
+        if v.get("verdict") == "differs" and "diverged" not in fid:
+            d = v.get("first_diff") or {}
+            found.append(
+                (
+                    "silent",
+                    f"{level} replay: `{d.get('got')}` where the truth has `{d.get('want')}`, "
+                    f"and florc says `{_fid(fid)}`",
+                )
+            )
         if v.get("verdict") == "failed" and "timed out" in " ".join(
             f["why"] for f in r["failures"] if f["step"] == f"replay ({level} level)"
         ):
@@ -981,7 +1012,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = p.parse_args(argv)
     if a.report_from:
-        data = json.loads(a.report_from.read_text())
+        data = scrub(json.loads(a.report_from.read_text()))
         out = a.report or REPO / "docs" / "PRIMER.md"
         write_report(data["results"], out, data["meta"])
         print(f"primer: report in {out}", file=sys.stderr)
@@ -1046,7 +1077,7 @@ def main(argv: list[str] | None = None) -> int:
         fresh = {r["name"]: r for r in results}
         data["results"] = [fresh.pop(r["name"], r) for r in data["results"]] + list(fresh.values())
         data["meta"].setdefault("updated", []).append({**meta, "only": a.only})
-        path.write_text(json.dumps(data, indent=1, default=str))
+        path.write_text(json.dumps(scrub(data), indent=1, default=str))
         out = a.report or REPO / "docs" / "PRIMER.md"
         write_report(data["results"], out, data["meta"])
         print(f"primer: updated {path} and {out}", file=sys.stderr)
@@ -1055,7 +1086,9 @@ def main(argv: list[str] | None = None) -> int:
     results_path = a.results or PRIMER / ("results-only.json" if partial else "results.json")
     default_report = PRIMER / "PRIMER-only.md" if partial else REPO / "docs" / "PRIMER.md"
     report_path = a.report or default_report
-    results_path.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
+    results_path.write_text(
+        json.dumps(scrub({"meta": meta, "results": results}), indent=1, default=str)
+    )
     write_report(results, report_path, meta)
     n = sum(1 for r in results for lv in LEVELS if r["levels"].get(lv, {}).get("exact"))
     print(
