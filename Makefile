@@ -9,13 +9,14 @@ PYTHON := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+PRIMER_STAMP := $(VENV)/.primer-installed
 
 # torch is always pinned. Extra pip arguments for the torch install only, e.g. a CPU-only
 # wheel index: make install TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu'
 TORCH_VERSION  := 2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: help install demo test lint bench bench-full
+.PHONY: help install demo test lint bench bench-full primer
 
 help: ## List the targets
 	@echo "florc make targets:"
@@ -52,3 +53,13 @@ bench-full: $(BENCH_STAMP) ## Full suite, checkpoint overhead vs budget, and plo
 	$(PYTHON) benchmarks/bench_suite.py --full
 	$(PYTHON) benchmarks/bench_checkpoint.py
 	$(PYTHON) benchmarks/plots.py
+
+# The primer runs florc over public training scripts (primer/manifest.toml) and writes
+# docs/PRIMER.md. It needs the repositories: from FLORC_PRIMER_MIRROR (a folder of mirrors,
+# <owner>+<name>/repo or <owner>/<name>) or else a network to clone them. Not part of `make test`.
+$(PRIMER_STAMP): $(STAMP)
+	$(PIP) install -e '.[primer]'
+	@touch $@
+
+primer: $(PRIMER_STAMP) ## florc on public training scripts into docs/PRIMER.md (needs the repositories)
+	$(PYTHON) primer/run.py $(PRIMER_ARGS)
