@@ -278,13 +278,10 @@ def _clock_fields(found: tuple[list[list[list[object]]], str] | None) -> dict[st
 
 
 def _inside(info: ModuleInfo, inner: cst.CSTNode, outer: cst.CSTNode) -> bool:
-    a, b = info.positions.get(inner), info.positions.get(outer)
+    a, b = info.spans.get(id(inner)), info.spans.get(id(outer))
     if a is None or b is None:
         return False
-    return (b.start.line, b.start.column) <= (a.start.line, a.start.column) and (  # type: ignore[attr-defined]
-        a.end.line,
-        a.end.column,
-    ) <= (b.end.line, b.end.column)  # type: ignore[attr-defined]
+    return b[:2] <= a[:2] and a[2:] <= b[2:]
 
 
 def _names_read(info: ModuleInfo) -> dict[str, tuple[int, int]]:

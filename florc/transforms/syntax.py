@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import libcst as cst
 
@@ -247,6 +249,185 @@ def parse(source: str, path: str) -> cst.Module:
         raise SourceError(path, 1, 1, f"cannot parse: {exc}", "Is this a Python 3 file?") from None
 
 
+# Fields that only hold whitespace, comments and punctuation: never walked.
+_TOKEN_FIELDS = frozenset(
+    {
+        "lpar",
+        "rpar",
+        "leading_lines",
+        "lines_after_decorators",
+        "header",
+        "footer",
+        "comma",
+        "semicolon",
+        "equal",
+        "colon",
+        "dot",
+        "relative",
+        "operator",
+        "first_colon",
+        "second_colon",
+    }
+)
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def child_nodes(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """The node's children that hold code, in field order (about source order), much faster than
+    `node.children` or a CSTVisitor pass, which rebuild every node they pass through."""
+    names = _CHILD_FIELDS.get(type(node))
+    if names is None:
+        names = tuple(
+            f.name
+            for f in dataclasses.fields(node)  # type: ignore[arg-type]
+            if "whitespace" not in f.name and f.name not in _TOKEN_FIELDS
+        )
+        _CHILD_FIELDS[type(node)] = names
+    out: list[cst.CSTNode] = []
+    for name in names:
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            out.extend(v for v in value if isinstance(v, cst.CSTNode))
+    return out
+
+
+def walk(node: cst.CSTNode, hooks: dict[str, Callable[[Any], bool | None]]) -> None:
+    """Preorder walk calling hooks[type name](node); a hook returning False prunes the node."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        hook = hooks.get(type(cur).__name__)
+        if hook is not None and hook(cur) is False:
+            continue
+        kids = child_nodes(cur)
+        kids.reverse()
+        stack.extend(kids)
+
+
+def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """Every code node under node (itself included), preorder."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        yield cur
+        kids = child_nodes(cur)
+        kids.reverse()
+        stack.extend(kids)
+
+
+# Fields whose order in the node's dataclass differs from their order in the source text, which
+# is the order a CSTVisitor and `node.children` follow: `@decorator` comes before `def name`,
+# `a if test else b` holds `test` first. Every other node type's fields are in source order.
+# (tests/test_compiler.py checks this table against libcst's own visiting order.)
+_SOURCE_ORDER: dict[str, tuple[str, ...]] = {
+    "Arg": ("star", "keyword", "value"),
+    "ClassDef": ("decorators", "name", "type_parameters", "bases", "keywords", "body"),
+    "CompFor": ("asynchronous", "target", "iter", "ifs", "inner_for_in"),
+    "Dict": ("lbrace", "elements", "rbrace"),
+    "DictComp": ("lbrace", "key", "value", "for_in", "rbrace"),
+    "ExceptHandler": ("type", "name", "body"),
+    "ExceptStarHandler": ("type", "name", "body"),
+    "For": ("asynchronous", "target", "iter", "body", "orelse"),
+    "FormattedString": ("start", "parts", "end"),
+    "FunctionDef": (
+        "decorators",
+        "asynchronous",
+        "name",
+        "type_parameters",
+        "params",
+        "returns",
+        "body",
+    ),
+    "IfExp": ("body", "test", "orelse"),
+    "IndentedBlock": ("indent", "body"),
+    "Index": ("star", "value"),
+    "List": ("lbracket", "elements", "rbracket"),
+    "ListComp": ("lbracket", "elt", "for_in", "rbracket"),
+    "Match": ("subject", "indent", "cases"),
+    "MatchCase": ("pattern", "guard", "body"),
+    "MatchList": ("lbracket", "patterns", "rbracket"),
+    "MatchMapping": ("lbrace", "elements", "rest", "trailing_comma", "rbrace"),
+    "Param": ("star", "name", "annotation", "default"),
+    "Parameters": (
+        "posonly_params",
+        "posonly_ind",
+        "params",
+        "star_arg",
+        "kwonly_params",
+        "star_kwarg",
+    ),
+    "Set": ("lbrace", "elements", "rbrace"),
+    "SetComp": ("lbrace", "elt", "for_in", "rbrace"),
+    "StarredDictComp": ("lbrace", "value", "for_in", "rbrace"),
+    "Subscript": ("value", "lbracket", "slice", "rbracket"),
+    "TemplatedString": ("start", "parts", "end"),
+    "TypeAlias": ("name", "type_parameters", "value"),
+    "TypeParameters": ("lbracket", "params", "rbracket"),
+    "With": ("asynchronous", "items", "body"),
+}
+_SOURCE_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def source_fields(cls: type) -> tuple[str, ...]:
+    """The code-holding fields of a node type (as child_nodes walks them), in source order."""
+    names = _SOURCE_FIELDS.get(cls)
+    if names is None:
+        fields = [
+            f.name
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if "whitespace" not in f.name and f.name not in _TOKEN_FIELDS
+        ]
+        order = _SOURCE_ORDER.get(cls.__name__, ())
+        names = tuple(n for n in order if n in fields) + tuple(n for n in fields if n not in order)
+        _SOURCE_FIELDS[cls] = names
+    return names
+
+
+def source_children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """The node's code children in source order: those of `node.children` that can hold code,
+    in the same order, without the cost of `node.children` (which rebuilds the node)."""
+    out: list[cst.CSTNode] = []
+    for name in _SOURCE_FIELDS.get(type(node)) or source_fields(type(node)):
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            out.extend(v for v in value if isinstance(v, cst.CSTNode))
+    return out
+
+
+def source_walk(node: cst.CSTNode, hooks: dict[str, Callable[[Any], bool | None]]) -> None:
+    """Preorder walk in source order (the order of a CSTVisitor) calling hooks[type name](node);
+    a hook returning False prunes the node."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        hook = hooks.get(type(cur).__name__)
+        if hook is not None and hook(cur) is False:
+            continue
+        kids = source_children(cur)
+        kids.reverse()
+        stack.extend(kids)
+
+
+def source_preorder(
+    node: cst.CSTNode, prune: tuple[type, ...] = (), keep_root: bool = False
+) -> Iterator[cst.CSTNode]:
+    """Every code node under node (itself included) in source order; nodes of the `prune`
+    types are yielded but not entered (the root is entered anyway when keep_root)."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        yield cur
+        if prune and isinstance(cur, prune) and not (keep_root and cur is node):
+            continue
+        kids = source_children(cur)
+        kids.reverse()
+        stack.extend(kids)
+
+
 def dotted(expr: cst.BaseExpression) -> tuple[str, ...] | None:
     """`a.b.c` -> ("a", "b", "c"); None when the expression is not a plain name chain."""
     parts: list[str] = []
@@ -277,7 +458,7 @@ def names_in(node: cst.CSTNode) -> Iterator[str]:
         cur = stack.pop()
         if isinstance(cur, cst.Name):
             yield cur.value
-        stack.extend(cur.children)
+        stack.extend(child_nodes(cur))
 
 
 def has_pragma(node: cst.CSTNode, pattern: re.Pattern[str]) -> bool:
