@@ -22,7 +22,13 @@ from florc.transforms.mainloop import CallIndex, MainLoop, find_main_loop
 from florc.transforms.manifest import CompileResult, FileManifest, LoopManifest, is_project_file
 from florc.transforms.modules import ModuleInfo, analyse_module, read_source
 from florc.transforms.nondeterminism import find_nondeterminism
-from florc.transforms.syntax import RESERVED_PREFIX, dotted, names_in
+from florc.transforms.syntax import (
+    RESERVED_PREFIX,
+    dotted,
+    is_block_part,
+    names_in,
+    parse_cst,
+)
 
 
 def _path_text(p: tuple[str, ...]) -> str:
@@ -78,17 +84,6 @@ def _imported_files(info: ModuleInfo, root: Path) -> list[Path]:
     return out
 
 
-_BLOCK_PARTS = (
-    cst.BaseSuite,
-    cst.BaseStatement,
-    cst.Else,
-    cst.ExceptHandler,
-    cst.ExceptStarHandler,
-    cst.Finally,
-    cst.MatchCase,
-)
-
-
 def _small_statements(tree: cst.Module) -> Iterator[cst.BaseSmallStatement]:
     """Every simple statement (`import x`, `x = 1`), at any depth, without entering expressions."""
     stack: list[cst.CSTNode] = list(reversed(tree.body))
@@ -100,7 +95,7 @@ def _small_statements(tree: cst.Module) -> Iterator[cst.BaseSmallStatement]:
         if isinstance(node, cst.SimpleStatementSuite):
             yield from node.body
             continue
-        parts = [c for c in child_nodes(node) if isinstance(c, _BLOCK_PARTS)]
+        parts = [c for c in child_nodes(node) if is_block_part(c)]
         stack.extend(reversed(parts))
 
 
@@ -304,7 +299,7 @@ def _read_outside(reads: dict[str, tuple[int, int]], name: str, start: int, end:
 def identifiers(source: str) -> frozenset[str]:
     """Every identifier in a source text (used as the recorded version's known names)."""
     try:
-        tree = cst.parse_module(source)
+        tree = parse_cst(source)
     except Exception:
         return frozenset()
     return frozenset(names_in(tree))

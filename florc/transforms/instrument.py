@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import libcst as cst
 
 from florc.transforms.modules import LoopInfo, ModuleInfo
-from florc.transforms.syntax import RESERVED_PREFIX, source_fields
+from florc.transforms.syntax import RESERVED_PREFIX, is_block_part, source_fields
 
 RUNTIME_IMPORT = "import florc.runtime.api as __florc__"
 
@@ -46,23 +46,12 @@ def _contains_yield(fn: cst.FunctionDef) -> bool:
     return found or fn.asynchronous is not None
 
 
-# Nodes that hold statements (or are statements): all the transform enters. Statements never sit
-# inside expressions, so the transform rebuilds only the statements on the way to what it
-# changes and leaves every expression as it is (a CSTTransformer would rebuild every node).
-_BLOCK_PARTS = (
-    cst.BaseSuite,
-    cst.BaseStatement,
-    cst.Else,
-    cst.ExceptHandler,
-    cst.ExceptStarHandler,
-    cst.Finally,
-    cst.MatchCase,
-)
-
-
 class _Instrumenter:
     """The transform, as the hooks of a CSTTransformer (visit_X before a node's children,
-    leave_X after, with the original and the updated node) called over the statements only."""
+    leave_X after, with the original and the updated node) called over the statements only.
+    Statements never sit inside expressions, so it rebuilds only the statements on the way to
+    what it changes and leaves every expression as it is (a CSTTransformer rebuilds every
+    node)."""
 
     def __init__(self, info: ModuleInfo) -> None:
         self.info = info
@@ -92,14 +81,12 @@ class _Instrumenter:
         changes: dict[str, object] = {}
         for name in source_fields(type(node)):
             value = getattr(node, name)
-            if isinstance(value, _BLOCK_PARTS):
+            if is_block_part(value):
                 new = self.rewrite(value)
                 if new is not value:
                     changes[name] = new
-            elif isinstance(value, (list, tuple)) and any(
-                isinstance(v, _BLOCK_PARTS) for v in value
-            ):
-                items = tuple(self.rewrite(v) if isinstance(v, _BLOCK_PARTS) else v for v in value)
+            elif isinstance(value, (list, tuple)) and any(is_block_part(v) for v in value):
+                items = tuple(self.rewrite(v) if is_block_part(v) else v for v in value)
                 if any(a is not b for a, b in zip(items, value, strict=True)):
                     changes[name] = items
         return node.with_changes(**changes) if changes else node

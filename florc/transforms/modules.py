@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,9 @@ from florc.transforms.syntax import (
     MAIN_LOOP_PRAGMA,
     SKIP_PRAGMA,
     has_pragma,
-    parse,
+    is_block_part,
+    parse_trees,
+    shared_spans,
     source_children,
 )
 
@@ -75,6 +78,7 @@ class ModuleInfo:
     # libcst's PositionProvider defines them (lines from 1, columns from 0)
     spans: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
     finder: LogStatementFinder | None = None
+    syntax: ast.Module | None = None  # Python's own tree of source
 
     def loop_by_node(self, node: cst.CSTNode) -> LoopInfo | None:
         for loop in self.loops:
@@ -122,8 +126,11 @@ def analyse_module(
     module_name: str,
     known_names: frozenset[str] | None = None,
 ) -> ModuleInfo:
-    tree = parse(source, relpath)
-    info = ModuleInfo(path, relpath, module_name, source, tree, spans=node_spans(tree))
+    syntax, tree = parse_trees(source, relpath)
+    info = ModuleInfo(
+        path, relpath, module_name, source, tree, spans=shared_spans(tree, node_spans)
+    )
+    info.syntax = syntax
     info.finder = LogStatementFinder(tree, known_names)
     _Collector(info).statements(tree.body)
     return info
@@ -215,21 +222,9 @@ def node_spans(tree: cst.Module) -> dict[int, tuple[int, int, int, int]]:
     return spans
 
 
-# Nodes that hold statements (or are statements): all the collector enters. Statements never
-# sit inside expressions, so it visits every statement without walking a single expression.
-_BLOCK_PARTS = (
-    cst.BaseSuite,
-    cst.BaseStatement,
-    cst.Else,
-    cst.ExceptHandler,
-    cst.ExceptStarHandler,
-    cst.Finally,
-    cst.MatchCase,
-)
-
-
 class _Collector:
-    """One pass over the statements, in source order, with the hooks a CSTVisitor would call."""
+    """One pass over the statements, in source order, with the hooks a CSTVisitor would call
+    (statements never sit inside expressions, so no expression is walked)."""
 
     def __init__(self, info: ModuleInfo) -> None:
         self.info = info
@@ -260,7 +255,7 @@ class _Collector:
         if visit is not None:
             visit(self, node)
         for child in source_children(node):
-            if isinstance(child, _BLOCK_PARTS):
+            if is_block_part(child):
                 self.node(child)
         leave = _HOOKS.get("leave_" + name)
         if leave is not None:

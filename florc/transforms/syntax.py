@@ -7,6 +7,7 @@ import builtins
 import dataclasses
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,8 +223,17 @@ class Position:
 
 def parse(source: str, path: str) -> cst.Module:
     """Parse source, turning a syntax error into a SourceError with the user's position."""
+    return parse_trees(source, path)[1]
+
+
+def parse_trees(source: str, path: str) -> tuple[ast.Module, cst.Module]:
+    """Python's and LibCST's trees of source (a syntax error: a SourceError, as parse)."""
+    shared = _shared
+    if shared is not None and source in shared.trees and source in shared.syntax:
+        return shared.syntax[source], shared.trees[source]
     try:
-        ast.parse(source, filename=path)  # CPython's parser gives the most precise position
+        # CPython's parser gives the most precise position
+        syntax = ast.parse(source, filename=path)
     except SyntaxError as exc:
         raise SourceError(
             path,
@@ -235,7 +245,7 @@ def parse(source: str, path: str) -> cst.Module:
     except ValueError as exc:  # null bytes
         raise SourceError(path, 1, 1, f"cannot parse: {exc}") from None
     try:
-        return cst.parse_module(source)
+        tree = parse_cst(source)
     except cst.ParserSyntaxError as exc:
         message = str(exc.message).strip().splitlines()[0] if exc.message else "invalid syntax"
         raise SourceError(
@@ -247,6 +257,60 @@ def parse(source: str, path: str) -> cst.Module:
         ) from None
     except Exception as exc:  # libcst raises a few other kinds for odd input
         raise SourceError(path, 1, 1, f"cannot parse: {exc}", "Is this a Python 3 file?") from None
+    if shared is not None:
+        shared.syntax[source] = syntax
+    return syntax, tree
+
+
+def parse_cst(source: str) -> cst.Module:
+    """cst.parse_module(source), once per text inside a shared_parses() block."""
+    shared = _shared
+    if shared is None:
+        return cst.parse_module(source)
+    tree = shared.trees.get(source)
+    if tree is None:
+        tree = shared.trees[source] = cst.parse_module(source)
+    return tree
+
+
+@dataclass
+class _Shared:
+    syntax: dict[str, ast.Module] = dataclasses.field(default_factory=dict)  # text -> ast
+    trees: dict[str, cst.Module] = dataclasses.field(default_factory=dict)  # text -> LibCST
+    spans: dict[int, dict[int, tuple[int, int, int, int]]] = dataclasses.field(default_factory=dict)
+
+
+_shared: _Shared | None = None
+
+
+@contextmanager
+def shared_parses() -> Iterator[None]:
+    """Inside this block each source text is parsed (and its positions computed) once, however
+    many times it is analysed: replay analyses the recorded and the edited version of each file
+    several times. The trees are dropped at the end of the outermost block, so they do not stay
+    in memory while the script runs."""
+    global _shared
+    outer = _shared
+    if outer is None:
+        _shared = _Shared()
+    try:
+        yield
+    finally:
+        if outer is None:
+            _shared = None
+
+
+def shared_spans(
+    tree: cst.Module, compute: Callable[[cst.Module], dict[int, tuple[int, int, int, int]]]
+) -> dict[int, tuple[int, int, int, int]]:
+    """compute(tree), once per tree inside a shared_parses() block."""
+    shared = _shared
+    if shared is None:
+        return compute(tree)
+    spans = shared.spans.get(id(tree))
+    if spans is None:
+        spans = shared.spans[id(tree)] = compute(tree)
+    return spans
 
 
 # Fields that only hold whitespace, comments and punctuation: never walked.
@@ -272,25 +336,74 @@ _TOKEN_FIELDS = frozenset(
 _CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
+def _code_fields(cls: type) -> tuple[str, ...]:
+    return tuple(
+        f.name
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if "whitespace" not in f.name and f.name not in _TOKEN_FIELDS
+    )
+
+
 def child_nodes(node: cst.CSTNode) -> list[cst.CSTNode]:
     """The node's children that hold code, in field order (about source order), much faster than
     `node.children` or a CSTVisitor pass, which rebuild every node they pass through."""
     names = _CHILD_FIELDS.get(type(node))
     if names is None:
-        names = tuple(
-            f.name
-            for f in dataclasses.fields(node)  # type: ignore[arg-type]
-            if "whitespace" not in f.name and f.name not in _TOKEN_FIELDS
+        names = _CHILD_FIELDS[type(node)] = _code_fields(type(node))
+    return _values(node, names)
+
+
+# type -> 1 (a node), 2 (a list or tuple), 0 (anything else): an isinstance test against
+# libcst's abstract classes goes through ABCMeta and costs ten times a dictionary lookup
+_KINDS: dict[type, int] = {}
+
+
+def _kind(cls: type) -> int:
+    kind = _KINDS.get(cls)
+    if kind is None:
+        kind = _KINDS[cls] = (
+            1 if issubclass(cls, cst.CSTNode) else 2 if issubclass(cls, (list, tuple)) else 0
         )
-        _CHILD_FIELDS[type(node)] = names
+    return kind
+
+
+def _values(node: cst.CSTNode, names: tuple[str, ...]) -> list[cst.CSTNode]:
+    """The nodes held by these fields of node, in this order (sequences flattened)."""
     out: list[cst.CSTNode] = []
+    kinds = _KINDS
     for name in names:
         value = getattr(node, name)
-        if isinstance(value, cst.CSTNode):
+        kind = kinds.get(type(value))
+        if kind is None:
+            kind = _kind(type(value))
+        if kind == 1:
             out.append(value)
-        elif isinstance(value, (list, tuple)):
-            out.extend(v for v in value if isinstance(v, cst.CSTNode))
+        elif kind == 2:
+            out.extend(v for v in value if _kind(type(v)) == 1)
     return out
+
+
+# Nodes that hold statements (or are statements). Statements never sit inside expressions, so
+# a pass over statements enters only these.
+BLOCK_PARTS = (
+    cst.BaseSuite,
+    cst.BaseStatement,
+    cst.Else,
+    cst.ExceptHandler,
+    cst.ExceptStarHandler,
+    cst.Finally,
+    cst.MatchCase,
+)
+_BLOCK_TYPES: dict[type, bool] = {}
+
+
+def is_block_part(node: object) -> bool:
+    """isinstance(node, BLOCK_PARTS), cached per type."""
+    cls = type(node)
+    found = _BLOCK_TYPES.get(cls)
+    if found is None:
+        found = _BLOCK_TYPES[cls] = issubclass(cls, BLOCK_PARTS)
+    return found
 
 
 def walk(node: cst.CSTNode, hooks: dict[str, Callable[[Any], bool | None]]) -> None:
@@ -374,11 +487,7 @@ def source_fields(cls: type) -> tuple[str, ...]:
     """The code-holding fields of a node type (as child_nodes walks them), in source order."""
     names = _SOURCE_FIELDS.get(cls)
     if names is None:
-        fields = [
-            f.name
-            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-            if "whitespace" not in f.name and f.name not in _TOKEN_FIELDS
-        ]
+        fields = _code_fields(cls)
         order = _SOURCE_ORDER.get(cls.__name__, ())
         names = tuple(n for n in order if n in fields) + tuple(n for n in fields if n not in order)
         _SOURCE_FIELDS[cls] = names
@@ -388,14 +497,7 @@ def source_fields(cls: type) -> tuple[str, ...]:
 def source_children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """The node's code children in source order: those of `node.children` that can hold code,
     in the same order, without the cost of `node.children` (which rebuilds the node)."""
-    out: list[cst.CSTNode] = []
-    for name in _SOURCE_FIELDS.get(type(node)) or source_fields(type(node)):
-        value = getattr(node, name)
-        if isinstance(value, cst.CSTNode):
-            out.append(value)
-        elif isinstance(value, (list, tuple)):
-            out.extend(v for v in value if isinstance(v, cst.CSTNode))
-    return out
+    return _values(node, _SOURCE_FIELDS.get(type(node)) or source_fields(type(node)))
 
 
 def source_walk(node: cst.CSTNode, hooks: dict[str, Callable[[Any], bool | None]]) -> None:
