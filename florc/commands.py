@@ -696,13 +696,15 @@ def _prepare_replay(
         known = ", ".join(str(r["id"]) for r in store.runs("record")) or "none"
         raise UsageError(f"run {run} is not a recorded run in {store.dir} (recorded runs: {known})")
     from florc.transforms.align import align
-    from florc.transforms.compiler import compile_project, identifiers
+    from florc.transforms.compiler import compile_project, identifiers, paused_gc
+    from florc.transforms.syntax import shared_parses
 
     recorded = store.sources(run)
-    known_names = {rel: identifiers(text) for rel, text in recorded.items()}
-    result = compile_project(path, root, known_names=known_names)
-    edited = {rel: fm.source for rel, fm in result.files.items()}
-    alignment = align(recorded, edited, root, result.script)
+    with shared_parses(), paused_gc():  # each version of each file parsed once
+        known_names = {rel: identifiers(text) for rel, text in recorded.items()}
+        result = compile_project(path, root, known_names=known_names)
+        edited = {rel: fm.source for rel, fm in result.files.items()}
+        alignment = align(recorded, edited, root, result.script)
     if not alignment.faithful:
         listing = "\n".join(str(c) for c in alignment.changes)
         if not allow_changes:

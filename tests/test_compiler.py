@@ -12,6 +12,8 @@ from florc.errors import SourceError
 from florc.transforms.compiler import compile_project
 from florc.transforms.manifest import compile_instrumented
 
+ROOT = Path(__file__).resolve().parent.parent
+
 TRAIN = '''\
 """A tiny training script."""
 import torch  # the framework
@@ -702,3 +704,125 @@ def test_what_counts_as_a_training_step(tmp_path: Path, call: str, trains: bool)
     text = f"def closure():\n    pass\n\n\nfor i in range(3):\n    {call}\n"
     result = compile_text(tmp_path, text)
     assert (result.main_loop_rule == "trains") is trains, result.main_loop_reason
+
+
+# --- the one-pass walks equal libcst's general machinery ------------------------------------
+
+SYNTAX = '''\
+"""Every kind of node the walks must order like libcst does."""
+from __future__ import annotations
+import os.path as osp, sys
+from .. import sibling as sib
+from pkg.mod import (a as b, c)
+
+
+@decorator(arg, key=1)
+@other
+async def fetch(x, /, y: int = 2, *args, z, w=3, **kw) -> dict[str, int]:
+    async with lock as held, other():
+        async for item in stream(x):
+            await item
+    return {k: v for k, v in kw.items() if v} | {**kw, "x": x}
+
+
+@dataclass
+class Point(Base, metaclass=Meta):
+    x: int = 0
+    for i in range(2):
+        print(i)
+
+    def method(self, *, key=lambda q, r=1: q if r else -q):
+        global counter
+        try:
+            value = [e async for e in g()] if sys.argv else (yield from ())
+        except* (ValueError, TypeError) as err:
+            raise RuntimeError("x") from err
+        else:
+            pass
+        finally:
+            del self.cache[0:1:2], self.other
+        return f"{self.x!r:>{width}} {key(1)=}"
+
+
+for epoch in range(3):  # comment
+    # leading comment
+    if epoch % 2:
+        print(f"odd {epoch}", file=sys.stderr)
+    elif epoch > 5:
+        print("big")
+    else:
+        print("even");  print("twice")
+    while (n := epoch) < 3 and not done:
+        n += 1
+    else:
+        logger.info("done %d", n)
+    match command.split():
+        case [action, *rest] if action:
+            pass
+        case {"k": value, **others}:
+            pass
+        case Point(x=0) | None:
+            pass
+    with open(osp.join("a", "b")) as f, other: data = f.read()
+    assert data, "message"
+    total = sum(x * y for x, y in zip(a, b)) @ matrix ** -1
+    items = {1, 2, *rest}; pairs = [(k, v) for k in d for v in d[k] if k if v]
+    value: float = 1.5 + 2j
+    writer.add_scalar("loss", loss, epoch)
+    text = ("implicit " "concatenation"
+            f"and {value:.{prec}f}")
+    x = y = z[::2, ..., None]
+'''
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["<syntax>", *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("examples/**/*.py"))],
+)
+def test_fast_walks_equal_libcst_reference(name: str) -> None:
+    from reference import check_against_reference
+
+    source = SYNTAX if name == "<syntax>" else (ROOT / name).read_text()
+    check_against_reference(source)
+    check_against_reference(source, known_names=frozenset({"epoch", "data", "sys"}))
+
+
+def _libcst_visit_order(cls: type) -> list[str] | None:
+    """The field names in the order libcst's own visit of cls passes them (from its source)."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        src = textwrap.dedent(inspect.getsource(cls._visit_and_replace_children))  # type: ignore[attr-defined]
+    except (OSError, TypeError):
+        return None
+    returns = [n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Return)]
+    if len(returns) != 1 or not isinstance(returns[0].value, ast.Call):
+        return None
+    return [k.arg for k in returns[0].value.keywords if k.arg is not None]
+
+
+def test_source_order_table_matches_libcst() -> None:
+    import inspect
+
+    import libcst as cst
+
+    from florc.transforms.syntax import source_fields
+
+    classes, todo = set(), [cst.CSTNode]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            classes.add(sub)
+            todo.append(sub)
+    checked = 0
+    for cls in classes:
+        if inspect.isabstract(cls):
+            continue
+        order = _libcst_visit_order(cls)
+        if order is None:
+            continue
+        fields = source_fields(cls)
+        assert [f for f in order if f in fields] == list(fields), cls.__name__
+        checked += 1
+    assert checked > 100

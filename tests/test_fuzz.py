@@ -1,5 +1,6 @@
-"""The compiler on generated programs (hypothesmith): it never crashes, its output compiles, and
-instrumenting its own output changes nothing."""
+"""The compiler on generated programs (hypothesmith): it never crashes, its output compiles,
+instrumenting its own output changes nothing, and its one-pass walks compute what libcst's
+general machinery computes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 hypothesmith = pytest.importorskip("hypothesmith")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as hs  # noqa: E402
+from reference import check_against_reference  # noqa: E402
 
 from florc.errors import UsageError  # noqa: E402
 from florc.transforms.compiler import compile_project  # noqa: E402
@@ -37,6 +39,7 @@ def check(source: str, folder: Path) -> None:
     except UsageError:
         return  # a clear error with a position: allowed, a crash is not
     fm = result.files[result.script]
+    check_against_reference(source)
     compile_instrumented(fm.source, fm.instrumented, fm.path)  # the output compiles
     path.write_text(fm.instrumented, encoding="utf-8")
     again = compile_project(path, folder)

@@ -131,7 +131,7 @@ class ClockTaint:
         self._starts: list[tuple[int, int]] | None = None
         self._classes_of: dict[Key, set[str]] = {}  # `timer` -> {"Timer"}
         try:
-            tree = ast.parse(info.source)
+            tree = info.syntax if info.syntax is not None else ast.parse(info.source)
         except (SyntaxError, ValueError):
             return
         self.lines = _LINE_BREAK.split(info.source)

@@ -26,9 +26,8 @@ The analysis is bounded, so that it ends (and ends quickly) on every program:
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +41,10 @@ from florc.transforms.syntax import (
     RESERVED_PREFIX,
     UNBOUNDED_BUILTINS,
     chain_base,
+    child_nodes,
+    descendants,
     dotted,
+    walk,
 )
 
 Path = tuple[str, ...]
@@ -73,74 +75,6 @@ def bounded(paths: Iterable[Path]) -> tuple[set[Path], bool]:
     if len(out) <= MAX_PATHS:
         return out, False
     return {p[:1] for p in out}, True
-
-
-# Fields that only hold whitespace, comments and punctuation: never walked.
-_TOKEN_FIELDS = frozenset(
-    {
-        "lpar",
-        "rpar",
-        "leading_lines",
-        "lines_after_decorators",
-        "header",
-        "footer",
-        "comma",
-        "semicolon",
-        "equal",
-        "colon",
-        "dot",
-        "relative",
-        "operator",
-        "first_colon",
-        "second_colon",
-    }
-)
-_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def child_nodes(node: cst.CSTNode) -> list[cst.CSTNode]:
-    """The node's children that hold code, in field order (about source order), much faster than
-    `node.children` or a CSTVisitor pass, which rebuild every node they pass through."""
-    names = _CHILD_FIELDS.get(type(node))
-    if names is None:
-        names = tuple(
-            f.name
-            for f in dataclasses.fields(node)  # type: ignore[arg-type]
-            if "whitespace" not in f.name and f.name not in _TOKEN_FIELDS
-        )
-        _CHILD_FIELDS[type(node)] = names
-    out: list[cst.CSTNode] = []
-    for name in names:
-        value = getattr(node, name)
-        if isinstance(value, cst.CSTNode):
-            out.append(value)
-        elif isinstance(value, (list, tuple)):
-            out.extend(v for v in value if isinstance(v, cst.CSTNode))
-    return out
-
-
-def walk(node: cst.CSTNode, hooks: dict[str, Callable[[Any], bool | None]]) -> None:
-    """Preorder walk calling hooks[type name](node); a hook returning False prunes the node."""
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        hook = hooks.get(type(cur).__name__)
-        if hook is not None and hook(cur) is False:
-            continue
-        kids = child_nodes(cur)
-        kids.reverse()
-        stack.extend(kids)
-
-
-def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    """Every code node under node (itself included), preorder."""
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        yield cur
-        kids = child_nodes(cur)
-        kids.reverse()
-        stack.extend(kids)
 
 
 @dataclass(frozen=True)

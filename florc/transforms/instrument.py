@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import libcst as cst
 
 from florc.transforms.modules import LoopInfo, ModuleInfo
-from florc.transforms.syntax import RESERVED_PREFIX
+from florc.transforms.syntax import RESERVED_PREFIX, is_block_part, source_fields
 
 RUNTIME_IMPORT = "import florc.runtime.api as __florc__"
 
@@ -46,13 +46,50 @@ def _contains_yield(fn: cst.FunctionDef) -> bool:
     return found or fn.asynchronous is not None
 
 
-class _Instrumenter(cst.CSTTransformer):
+class _Instrumenter:
+    """The transform, as the hooks of a CSTTransformer (visit_X before a node's children,
+    leave_X after, with the original and the updated node) called over the statements only.
+    Statements never sit inside expressions, so it rebuilds only the statements on the way to
+    what it changes and leaves every expression as it is (a CSTTransformer rebuilds every
+    node)."""
+
     def __init__(self, info: ModuleInfo) -> None:
         self.info = info
         self.loops = {id(lp.node): lp for lp in info.loops}
         self.logs = {id(ls.node): ls for ls in info.log_statements}
+        self.qualnames: dict[int, str] = {}
+        for q, f in info.functions.items():
+            self.qualnames.setdefault(id(f.node), q)
         self.function_stack: list[tuple[cst.FunctionDef, bool]] = []  # (node, is_generator)
         self.class_depth: list[bool] = []  # True when directly in a class body
+
+    def rewrite(self, node: cst.CSTNode) -> cst.CSTNode:
+        kind = type(node)
+        if kind is cst.SimpleStatementSuite:
+            return node
+        if kind is cst.SimpleStatementLine:
+            return self.leave_SimpleStatementLine(node, node)  # type: ignore[arg-type]
+        name = kind.__name__
+        visit = _VISIT.get(name)
+        if visit is not None:
+            visit(self, node)
+        updated = self._children(node)
+        leave = _LEAVE.get(name)
+        return leave(self, node, updated) if leave is not None else updated
+
+    def _children(self, node: cst.CSTNode) -> cst.CSTNode:
+        changes: dict[str, object] = {}
+        for name in source_fields(type(node)):
+            value = getattr(node, name)
+            if is_block_part(value):
+                new = self.rewrite(value)
+                if new is not value:
+                    changes[name] = new
+            elif isinstance(value, (list, tuple)) and any(is_block_part(v) for v in value):
+                items = tuple(self.rewrite(v) if is_block_part(v) else v for v in value)
+                if any(a is not b for a, b in zip(items, value, strict=True)):
+                    changes[name] = items
+        return node.with_changes(**changes) if changes else node
 
     # scopes -------------------------------------------------------------------
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
@@ -73,7 +110,7 @@ class _Instrumenter(cst.CSTTransformer):
     ) -> cst.FunctionDef:
         self.function_stack.pop()
         self.class_depth.pop()
-        qual = next((q for q, f in self.info.functions.items() if f.node is original_node), None)
+        qual = self.qualnames.get(id(original_node))
         if qual is None or not isinstance(updated_node.body, cst.IndentedBlock):
             return updated_node
         marker = _stmt(f'__florc__.entered("{self.info.relpath}:{qual}")\n')
@@ -178,6 +215,10 @@ class _Instrumenter(cst.CSTTransformer):
         return updated_node.with_changes(body=body)
 
 
+_VISIT = {n[6:]: getattr(_Instrumenter, n) for n in dir(_Instrumenter) if n.startswith("visit_")}
+_LEAVE = {n[6:]: getattr(_Instrumenter, n) for n in dir(_Instrumenter) if n.startswith("leave_")}
+
+
 def _is_docstring(stmt: cst.CSTNode) -> bool:
     return (
         isinstance(stmt, cst.SimpleStatementLine)
@@ -204,7 +245,7 @@ def instrument(info: ModuleInfo) -> str:
     """Instrumented source text for one analysed module (already instrumented: unchanged)."""
     if is_instrumented(info.source):
         return info.source
-    return info.tree.visit(_Instrumenter(info)).code
+    return _Instrumenter(info).rewrite(info.tree).code  # type: ignore[attr-defined]
 
 
 def loops_not_instrumented(info: ModuleInfo) -> Sequence[LoopInfo]:

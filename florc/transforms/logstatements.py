@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import libcst as cst
 
-from florc.transforms.syntax import LOG_METHODS, WRITER_METHODS, dotted, names_in
+from florc.transforms.syntax import LOG_METHODS, WRITER_METHODS, dotted, names_in, walk
 
 
 def is_log_call(call: cst.Call) -> bool:
@@ -122,9 +122,9 @@ class LogStatementFinder:
         """Fixpoint: new names whose every read is in a log statement or another such assignment."""
         assert self.known_names is not None
         assignments: list[tuple[cst.BaseSmallStatement, list[str]]] = []
-        collector = _AssignCollector()
-        self.module.visit(collector)
-        for stmt in collector.assignments:
+        found: list[cst.BaseSmallStatement] = []
+        walk(self.module, {"Assign": found.append, "AnnAssign": found.append})
+        for stmt in found:
             names = _assigned_names(stmt)
             if names and not (set(names) & self.known_names):
                 assignments.append((stmt, names))
@@ -132,7 +132,7 @@ class LogStatementFinder:
         while True:
             self.log_assign_names = set(candidates)
             reads = _ReadsOutsideLogs(self)
-            self.module.visit(reads)
+            walk(self.module, reads.hooks)
             bad = candidates & reads.names
             if not bad:
                 return
@@ -143,23 +143,16 @@ def _only_pass(stmt: cst.SimpleStatementLine) -> bool:
     return all(isinstance(s, cst.Pass) for s in stmt.body)
 
 
-class _AssignCollector(cst.CSTVisitor):
-    def __init__(self) -> None:
-        self.assignments: list[cst.BaseSmallStatement] = []
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        self.assignments.append(node)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        self.assignments.append(node)
-
-
-class _ReadsOutsideLogs(cst.CSTVisitor):
-    """Names read by statements that are not log statements."""
+class _ReadsOutsideLogs:
+    """Names read by statements that are not log statements (hooks for `walk`: a hook returning
+    False does not enter the node)."""
 
     def __init__(self, finder: LogStatementFinder) -> None:
         self.finder = finder
         self.names: set[str] = set()
+        self.hooks = {
+            name[6:]: getattr(self, name) for name in dir(self) if name.startswith("visit_")
+        }
 
     def _skip(self, node: cst.CSTNode) -> bool:
         return self.finder.is_log_statement(node)

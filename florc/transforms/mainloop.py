@@ -25,7 +25,7 @@ import libcst as cst
 
 from florc.transforms.effects import Project, function_key
 from florc.transforms.modules import LoopInfo, ModuleInfo
-from florc.transforms.syntax import dotted
+from florc.transforms.syntax import dotted, source_children, source_preorder
 
 TRAINING_STEP = "a training step (`.backward()` or an optimizer step)"
 
@@ -281,22 +281,23 @@ def _search(
     return search(script, "<module>", list(script.tree.body))
 
 
+_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
+
 def _preorder(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     """Nodes in source order; does not enter function or class bodies or loops (returned whole)."""
-    yield node
-    if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.For, cst.While)):
-        return
-    for child in node.children:
-        yield from _preorder(child)
+    return source_preorder(node, (*_SCOPES, cst.For, cst.While))
 
 
 def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     """Nodes in source order, not entering nested function or class bodies or lambdas."""
-    yield node
-    for child in node.children:
-        if isinstance(child, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-            continue
-        yield from _walk(child)
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        yield cur
+        kids = [c for c in source_children(cur) if not isinstance(c, _SCOPES)]
+        kids.reverse()
+        stack.extend(kids)
 
 
 def calls_in(node: cst.CSTNode) -> Iterator[cst.Call]:
@@ -450,9 +451,7 @@ def _framework_calls(
 
 
 def _walk_all(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    yield node
-    for child in node.children:
-        yield from _walk_all(child)
+    return source_preorder(node)
 
 
 def find_framework_call(project: Project, script: ModuleInfo) -> FrameworkCall | None:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import ast
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst._nodes.internal import CodegenState
 
 from florc.transforms.logstatements import LogStatementFinder
-from florc.transforms.syntax import MAIN_LOOP_PRAGMA, SKIP_PRAGMA, has_pragma, parse
+from florc.transforms.syntax import (
+    MAIN_LOOP_PRAGMA,
+    SKIP_PRAGMA,
+    has_pragma,
+    is_block_part,
+    parse_trees,
+    shared_spans,
+    source_children,
+)
 
 Loop = cst.For | cst.While
 
@@ -63,8 +74,11 @@ class ModuleInfo:
     classes: dict[str, cst.ClassDef] = field(default_factory=dict)
     loops: list[LoopInfo] = field(default_factory=list)
     log_statements: list[LogStatementInfo] = field(default_factory=list)
-    positions: dict[cst.CSTNode, object] = field(default_factory=dict)
+    # id(node) -> (start line, start column, end line, end column) of every node of tree, as
+    # libcst's PositionProvider defines them (lines from 1, columns from 0)
+    spans: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
     finder: LogStatementFinder | None = None
+    syntax: ast.Module | None = None  # Python's own tree of source
 
     def loop_by_node(self, node: cst.CSTNode) -> LoopInfo | None:
         for loop in self.loops:
@@ -73,14 +87,15 @@ class ModuleInfo:
         return None
 
     def position(self, node: cst.CSTNode) -> tuple[int, int]:
-        pos = self.positions.get(node)
-        if pos is None:
+        """(line, column), both from 1; (0, 0) for a node not in the tree."""
+        span = self.spans.get(id(node))
+        if span is None:
             return (0, 0)
-        return (pos.start.line, pos.start.column + 1)  # type: ignore[attr-defined]
+        return (span[0], span[1] + 1)
 
     def end_line(self, node: cst.CSTNode) -> int:
-        pos = self.positions.get(node)
-        return pos.end.line if pos is not None else 0  # type: ignore[attr-defined]
+        span = self.spans.get(id(node))
+        return span[2] if span is not None else 0
 
 
 def read_source(path: Path, shown: str) -> str:
@@ -111,22 +126,140 @@ def analyse_module(
     module_name: str,
     known_names: frozenset[str] | None = None,
 ) -> ModuleInfo:
-    tree = parse(source, relpath)
-    wrapper = MetadataWrapper(tree, unsafe_skip_copy=True)
-    positions = wrapper.resolve(PositionProvider)
-    info = ModuleInfo(path, relpath, module_name, source, tree, positions=dict(positions))
+    syntax, tree = parse_trees(source, relpath)
+    info = ModuleInfo(
+        path, relpath, module_name, source, tree, spans=shared_spans(tree, node_spans)
+    )
+    info.syntax = syntax
     info.finder = LogStatementFinder(tree, known_names)
-    tree.visit(_Collector(info))
+    _Collector(info).statements(tree.body)
     return info
 
 
-class _Collector(cst.CSTVisitor):
+_NEWLINE = re.compile(r"\r\n?|\n")
+
+
+class _SpanState(CodegenState):
+    """A code generator that only tracks where each node starts and ends: the positions of
+    libcst's PositionProvider (syntactic: without most surrounding whitespace), computed the same
+    way, without its metadata machinery (a second pass over the whole tree) and its per-token
+    regular expression and per-node objects."""
+
+    def __init__(self, module: cst.Module, spans: dict[int, tuple[int, int, int, int]]) -> None:
+        super().__init__(
+            default_indent=module.default_indent, default_newline=module.default_newline
+        )
+        self.spans = spans
+        self.line = 1
+        self.column = 0
+        self.starts: list[tuple[int, int]] = []
+
+    def add_indent_tokens(self) -> None:
+        for token in self.indent_tokens:
+            self.add_token(token)
+
+    def add_token(self, value: str) -> None:
+        self.tokens.append(value)
+        if "\n" in value or "\r" in value:
+            segments = _NEWLINE.split(value)
+            self.line += len(segments) - 1
+            self.column = len(segments[-1])
+        else:
+            self.column += len(value)
+
+    def before_codegen(self, node: cst.CSTNode) -> None:
+        self.starts.append((self.line, self.column))
+
+    def after_codegen(self, node: cst.CSTNode) -> None:
+        line, column = self.starts.pop()
+        key = id(node)
+        if key not in self.spans:  # a syntactic position recorded inside wins
+            self.spans[key] = (line, column, self.line, self.column)
+
+    def record_syntactic_position(  # type: ignore[override]
+        self,
+        node: cst.CSTNode,
+        *,
+        start_node: cst.CSTNode | None = None,
+        end_node: cst.CSTNode | None = None,
+    ) -> _Syntactic:
+        return _Syntactic(self, node, start_node, end_node)
+
+
+class _Syntactic:
+    """`with state.record_syntactic_position(node, ...)`: the node's span is what the block
+    generates, or from start_node's start / to end_node's end."""
+
+    __slots__ = ("state", "node", "start_node", "end_node", "start")
+
+    def __init__(
+        self,
+        state: _SpanState,
+        node: cst.CSTNode,
+        start_node: cst.CSTNode | None,
+        end_node: cst.CSTNode | None,
+    ) -> None:
+        self.state, self.node, self.start_node, self.end_node = state, node, start_node, end_node
+
+    def __enter__(self) -> None:
+        self.start = (self.state.line, self.state.column)
+
+    def __exit__(self, *exc: object) -> None:
+        spans = self.state.spans
+        line, column = self.start
+        end_line, end_column = self.state.line, self.state.column
+        if self.start_node is not None:
+            line, column = spans[id(self.start_node)][:2]
+        if self.end_node is not None:
+            end_line, end_column = spans[id(self.end_node)][2:]
+        spans[id(self.node)] = (line, column, end_line, end_column)
+
+
+def node_spans(tree: cst.Module) -> dict[int, tuple[int, int, int, int]]:
+    """id(node) -> (start line, start column, end line, end column) for every node of tree."""
+    spans: dict[int, tuple[int, int, int, int]] = {}
+    tree._codegen(_SpanState(tree, spans))
+    return spans
+
+
+class _Collector:
+    """One pass over the statements, in source order, with the hooks a CSTVisitor would call
+    (statements never sit inside expressions, so no expression is walked)."""
+
     def __init__(self, info: ModuleInfo) -> None:
         self.info = info
         self.scopes: list[tuple[str, str]] = []  # (kind, name): ("def"|"class", name)
         self.loop_stack: list[list[LoopInfo | None]] = [[]]  # per scope: enclosing loops
         self.loop_counts: dict[str, int] = {}
         self.in_log = 0
+
+    def statements(self, nodes: Sequence[cst.CSTNode]) -> None:
+        for node in nodes:
+            self.node(node)
+
+    def node(self, node: cst.CSTNode) -> None:
+        kind = type(node)
+        if kind is cst.SimpleStatementLine or kind is cst.SimpleStatementSuite:
+            if kind is cst.SimpleStatementLine:
+                self.visit_SimpleStatementLine(node)  # type: ignore[arg-type]
+            for small in node.body:  # type: ignore[attr-defined]
+                if isinstance(small, cst.Import):
+                    self.visit_Import(small)
+                elif isinstance(small, cst.ImportFrom):
+                    self.visit_ImportFrom(small)
+            if kind is cst.SimpleStatementLine:
+                self.leave_SimpleStatementLine(node)  # type: ignore[arg-type]
+            return
+        name = kind.__name__
+        visit = _HOOKS.get("visit_" + name)
+        if visit is not None:
+            visit(self, node)
+        for child in source_children(node):
+            if is_block_part(child):
+                self.node(child)
+        leave = _HOOKS.get("leave_" + name)
+        if leave is not None:
+            leave(self, node)
 
     # scopes --------------------------------------------------------------
     def _qualname(self, name: str | None = None) -> str:
@@ -280,6 +413,13 @@ class _Collector(cst.CSTVisitor):
 
     def leave_While(self, original_node: cst.While) -> None:
         self._leave_loop(original_node)
+
+
+_HOOKS = {
+    name: getattr(_Collector, name)
+    for name in dir(_Collector)
+    if name.startswith(("visit_", "leave_"))
+}
 
 
 def _normalise(code: str) -> str:

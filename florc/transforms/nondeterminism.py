@@ -15,7 +15,7 @@ from __future__ import annotations
 import libcst as cst
 
 from florc.transforms.modules import ModuleInfo
-from florc.transforms.syntax import dotted
+from florc.transforms.syntax import dotted, source_walk
 
 UNSEEDED = {
     ("os", "urandom"): "`os.urandom()` is randomness no seed controls",
@@ -71,7 +71,7 @@ def find_nondeterminism(info: ModuleInfo) -> list[str]:
     """Warnings as "relpath:line:col: what; what to do"."""
     found: list[tuple[cst.CSTNode, str]] = []
 
-    class Finder(cst.CSTVisitor):
+    class Finder:
         def visit_Call(self, node: cst.Call) -> None:
             for arg in node.args:
                 if (
@@ -113,7 +113,8 @@ def find_nondeterminism(info: ModuleInfo) -> list[str]:
                         )
                     )
 
-    info.tree.visit(Finder())
+    finder = Finder()
+    source_walk(info.tree, {"Call": finder.visit_Call, "Assign": finder.visit_Assign})
     out = []
     for node, why in found:
         line, col = info.position(node)
