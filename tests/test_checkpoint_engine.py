@@ -707,3 +707,29 @@ def test_opaque_objects_are_compared_by_state_never_by_identity() -> None:
     verdict = fidelity.verdict([evidence])
     assert verdict.line.startswith("fidelity: exact")
     assert "1 checkpointed value with no comparable state left out" in verdict.line
+
+
+def test_a_rebound_name_is_restored_as_a_new_object_not_into_the_one_it_held() -> None:
+    # `for ...: output = step(output); outputs += [output]`: at the loop's start `output` is the
+    # last element of `outputs`; writing the recorded end value into that tensor would change
+    # the list's element too
+    first = torch.tensor([1.0])
+    ns = {"output": first, "outputs": [first]}
+    frame = SimpleNamespace(
+        f_code=SimpleNamespace(co_varnames=(), co_cellvars=(), co_freevars=()), f_globals=ns
+    )
+    frame.f_locals = ns
+    scope = st.Scope(frame)  # type: ignore[arg-type]
+    entry = st.identities(scope, ["output", "outputs"])
+    for k in range(2, 4):
+        ns["output"] = torch.tensor([float(k)])
+        ns["outputs"] += [ns["output"]]
+    snap = st.capture(scope, ["output", "outputs"], set(), entry)
+    assert snap.rebound == ["output"]
+    start = torch.tensor([1.0])
+    ns.update(output=start, outputs=[start])  # the state at the loop's start, again
+    kept = ns["outputs"]
+    st.restore(st.Scope(frame), snap)  # type: ignore[arg-type]
+    assert [t.item() for t in ns["outputs"]] == [1.0, 2.0, 3.0]
+    assert ns["outputs"] is kept and ns["output"] is ns["outputs"][-1]
+    assert start.item() == 1.0

@@ -295,3 +295,35 @@ def test_a_script_without_a_main_loop_says_why_at_record_and_replay(tmp_path: Pa
         "run 1 has no main-loop iterations to replay. train.py: no main loop: no loop reaches"
         in (rep.stderr)
     )
+
+
+def test_a_warning_shown_once_per_process_is_not_compared_as_output(tmp_path: Path) -> None:
+    # the script's own print calls code that warns once: at record the warning comes with the
+    # first epoch's line, at a replay from a checkpoint with the first epoch it replays
+    text = SCRIPT.replace(
+        "def step(w, x):",
+        "def rounded(v):\n"
+        "    import warnings\n"
+        '    warnings.warn("rounded() is deprecated", DeprecationWarning, stacklevel=1)\n'
+        "    return round(v, 6)\n\n\n"
+        "def step(w, x):",
+    ).replace(
+        'print(f"epoch {epoch} w {weights[0]:.6f}")', 'print("epoch", epoch, rounded(weights[0]))'
+    )
+    make(tmp_path, "import warnings\nwarnings.simplefilter('default')\n" + text)
+    rec = florc(["record", "--checkpoint-all", "train.py"], tmp_path)
+    assert rec.returncode == 0, rec.stderr
+    assert "rounded() is deprecated" in rec.stderr
+    edited = (
+        (tmp_path / "train.py")
+        .read_text()
+        .replace(
+            "    history.append(sum(weights))\n",
+            "    history.append(sum(weights))\n    print(f'HINDSIGHT e={epoch} h={history[-1]:.6f}')\n",
+        )
+    )
+    (tmp_path / "train.py").write_text(edited)
+    rep = florc(["replay", "train.py", "--epochs", "4-5"], tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    assert [ln[:13] for ln in rep.stdout.splitlines()] == ["HINDSIGHT e=4", "HINDSIGHT e=5"]
+    assert "fidelity: exact" in rep.stderr, rep.stderr

@@ -256,3 +256,29 @@ def test_replay_leaves_the_time_out_and_compares_the_loss(compiled: dict[str, An
 def test_old_evidence_without_the_new_fields_reads_back() -> None:
     ev = fidelity.Evidence(**{"where": "train.py:3", "epoch": 1, "diff": 0.0, "ok": True})
     assert ev.compared and ev.left_out == {}
+
+
+def test_an_attribute_another_module_sets_from_a_clock_is_left_out(tmp_path: Any) -> None:
+    # minGPT's shape: the Trainer (its own module) times each iteration in `self.iter_dt`; the
+    # script's callback prints `trainer.iter_dt` beside the loss
+    (tmp_path / "trainer.py").write_text(
+        "import time\n\n\nclass Trainer:\n"
+        "    def run(self, callback):\n"
+        "        self.iter_time = time.time()\n"
+        "        for self.iter_num in range(3):\n"
+        "            tnow = time.time()\n"
+        "            self.iter_dt = tnow - self.iter_time\n"
+        "            self.iter_time = tnow\n"
+        "            self.loss = 1.0 / (self.iter_num + 1)\n"
+        "            callback(self)\n"
+    )
+    (tmp_path / "train.py").write_text(
+        "from trainer import Trainer\n\n\n"
+        "def on_batch(trainer):\n"
+        '    print(f"iter_dt {trainer.iter_dt * 1000:.2f}ms; loss {trainer.loss:.5f}")\n\n\n'
+        "Trainer().run(on_batch)\n"
+    )
+    result = compile_project(tmp_path / "train.py", tmp_path)
+    (ls,) = result.files["train.py"].log_statements
+    assert ls["left_out"] == "clock"
+    assert [kind for part, kind in ls["shapes"][0] if part == "value"] == ["clock", None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import sys
+import warnings
 from typing import Any, TextIO
 
 _REAL: dict[str, TextIO] = {}
@@ -61,10 +62,27 @@ def install(session: Any) -> tuple[TextIO, TextIO]:
     _REAL["stdout"], _REAL["stderr"] = old
     sys.stdout = StreamTee(session, old[0], "stdout")  # type: ignore[assignment]
     sys.stderr = StreamTee(session, old[1], "stderr")  # type: ignore[assignment]
+    _WARNINGS["showwarning"] = show = warnings.showwarning
+
+    def showwarning(*args: Any, **kwargs: Any) -> None:
+        # a warning is shown once per place and process: whether a statement prints it depends
+        # on what ran before in this process, not on its values, so it is nobody's output
+        statement, session.statement = session.statement, None
+        try:
+            show(*args, **kwargs)
+        finally:
+            session.statement = statement
+
+    warnings.showwarning = showwarning
     return old
 
 
+_WARNINGS: dict[str, Any] = {}
+
+
 def uninstall(old: tuple[TextIO, TextIO]) -> None:
+    if "showwarning" in _WARNINGS:
+        warnings.showwarning = _WARNINGS.pop("showwarning")
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, StreamTee):
             for stmt, rest in stream.partial.items():

@@ -297,10 +297,12 @@ class Session:
         frame: Any,
         manifest: dict[str, Any],
         ran_seconds: float | None = None,
+        entry: dict[str, Any] | None = None,
     ) -> None:
         """Record: checkpoint a loop's changeset if the overhead budget allows it.
 
         ran_seconds: how long the block took to run; replay weighs it against restoring.
+        entry: the objects at the changeset's paths when the loop began (st.identities).
         """
         assert self.writer is not None and self.policy is not None
         if self.writer.stopped is not None:
@@ -327,7 +329,7 @@ class Session:
             info["reason"] = "; ".join(problems.values())
         else:
             try:
-                snap = st.capture(scope, paths, set(manifest.get("required", [])))
+                snap = st.capture(scope, paths, set(manifest.get("required", [])), entry)
             except st.CannotSnapshot as exc:
                 info["reason"] = str(exc)
                 where = exc.where or None
@@ -520,6 +522,9 @@ class Block:
         self.occurrence = s.occurrences.get(self.loop_id, 0)
         s.occurrences[self.loop_id] = self.occurrence + 1
         self.compare = True
+        self.entry = None
+        if s.mode == "record" and not self.manifest["unbounded"]:
+            self.entry = st.identities(st.Scope(sys._getframe(1)), self.manifest["changeset"])
         if s.mode == "replay" and not self.manifest["unbounded"]:
             assert s.plan is not None
             key = (self.loop_id, it, self.occurrence)
@@ -557,9 +562,11 @@ class Block:
             it = s.iteration if s.iteration is not None else -1
             if s.mode == "record":
                 ran = time.perf_counter() - self.started
-                s.save(self.loop_id, it, self.occurrence, sys._getframe(1), self.manifest, ran)
+                frame = sys._getframe(1)
+                s.save(self.loop_id, it, self.occurrence, frame, self.manifest, ran, self.entry)
             elif self.compare:
                 s.compare_block(self.loop_id, it, self.occurrence, sys._getframe(1), self.manifest)
+        self.entry = None
 
 
 class MainLoop:
@@ -581,6 +588,9 @@ class MainLoop:
             session.policy.start(loop_id)
 
     def __enter__(self) -> MainLoop:
+        self.entry = None
+        if self.session.mode == "record" and not self.manifest["unbounded"]:
+            self.entry = st.identities(st.Scope(sys._getframe(1)), self.manifest["changeset"])
         return self
 
     # record: boundaries --------------------------------------------------------------
@@ -598,7 +608,7 @@ class MainLoop:
         if s.mode == "record":
             s.store_progress()
             if b > 0 and not self.manifest["unbounded"]:
-                s.save(self.loop_id, b, 0, frame, self.manifest)
+                s.save(self.loop_id, b, 0, frame, self.manifest, entry=self.entry)
 
     def _begin(self, idx: int, value: Any) -> None:
         s = self.session

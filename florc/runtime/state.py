@@ -91,6 +91,10 @@ class Snapshot:
     # GPU copies still in flight: the writer waits on these events before reading tensors.
     pending: list[Any] = field(default_factory=list, repr=False, compare=False)
     nbytes: int = 0  # bytes of tensor and array data copied
+    # paths whose object at capture is not the one they held when the code began (a loop body
+    # that rebinds `output = ...`): restore gives them new objects instead of writing into the
+    # current ones, which other variables may still hold (the last output in a list of them)
+    rebound: list[str] = field(default_factory=list)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -909,8 +913,19 @@ def _graph_alive(fn: Any, limit: int = 64) -> bool:
     return True
 
 
-def capture(scope: Scope, paths: Iterable[str], required: set[str]) -> Snapshot:
-    """Snapshot the given paths. Raises CannotSnapshot when a required path fails."""
+def identities(scope: Scope, paths: Iterable[str]) -> dict[str, Any]:
+    """The objects at these paths now, for a later capture() to tell which paths were rebound
+    in between. They are held, so that no other object can take their id meanwhile."""
+    return {path: scope.get(path) for path in paths}
+
+
+def capture(
+    scope: Scope, paths: Iterable[str], required: set[str], entry: dict[str, Any] | None = None
+) -> Snapshot:
+    """Snapshot the given paths. Raises CannotSnapshot when a required path fails.
+
+    entry: identities() taken where the code that changes these paths began (a block's entry,
+    the main loop's start); the paths holding other objects now are marked rebound."""
     snap = Snapshot()
     cap = _Capturer()
     try:
@@ -918,6 +933,12 @@ def capture(scope: Scope, paths: Iterable[str], required: set[str]) -> Snapshot:
     finally:
         if cap.cuda_devices:
             snap.pending = cap.finish()
+    if entry:
+        snap.rebound = [
+            p
+            for p in snap.paths
+            if p in entry and entry[p] is not MISSING and entry[p] is not scope.get(p)
+        ]
     snap.nbytes = cap.nbytes
     snap.rng = capture_rng()
     return snap
@@ -961,11 +982,12 @@ def capture_iterated(scope: Scope, paths: Iterable[str]) -> dict[str, str]:
 
 def restore(scope: Scope, snap: Snapshot) -> None:
     """Restore all paths in place; raises CannotRestore (before changing anything) if it can't."""
+    rebound = set(getattr(snap, "rebound", ()))  # snapshots of older versions have none
     for phase_apply in (False, True):
         r = _Restorer(apply=phase_apply)
         for path, node in snap.paths.items():
             cur = scope.get(path)
-            value = r.restore(cur, node)
+            value = r.restore(MISSING if path in rebound else cur, node)
             if phase_apply and value is not cur:
                 scope.set(path, value)
     scope.commit()

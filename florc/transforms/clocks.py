@@ -117,8 +117,11 @@ class _LogCall:
 class ClockTaint:
     """The taint analysis of one module."""
 
-    def __init__(self, info: ModuleInfo) -> None:
+    def __init__(self, info: ModuleInfo, foreign: dict[str, str] | None = None) -> None:
+        """foreign: attribute names that other project modules' classes set from a clock
+        (`self.iter_dt = tnow - self.iter_time` in a Trainer), read here as `trainer.iter_dt`."""
         self.info = info
+        self.foreign = foreign or {}
         self.fns: dict[str, _Fn] = {}
         self.classes: set[str] = set()
         self.facts: list[_Fact] = []
@@ -244,6 +247,8 @@ class ClockTaint:
         for scope, chain in reads:
             for i in range(1, len(chain) + 1):
                 out = _kind(out, self.taint.get((scope, chain[:i])))
+            for attr in chain[1:]:  # another module's class sets it from a clock
+                out = _kind(out, self.foreign.get(attr))
             # `timer.t0` where `timer = Timer()` and a method sets `self.t0`
             for cls in self._classes_of.get((scope, chain[:1]), ()):
                 for i in range(2, len(chain) + 1):
@@ -257,6 +262,14 @@ class ClockTaint:
         return out
 
     # queries ----------------------------------------------------------------------
+    def instance_attributes(self) -> dict[str, str]:
+        """Attributes this module's classes set from a clock or unseeded randomness, by name."""
+        out: dict[str, str] = {}
+        for (scope, chain), kind in self.taint.items():
+            if scope.startswith("class:") and len(chain) == 2 and chain[0] == "self":
+                out[chain[1]] = _kind(out.get(chain[1]), kind) or kind
+        return out
+
     def kind_of(self, fn: str | None, node: ast.AST) -> str | None:
         """Whether an expression's value derives from a clock or unseeded randomness."""
         reads, calls, source = self.scan(fn, node)
@@ -762,6 +775,21 @@ def _lines(parts: list[Part]) -> list[list[Part]]:
         else:
             lines[-1].append(p)
     return [_merge(line) for line in lines]
+
+
+def project_taints(modules: list[ModuleInfo]) -> dict[str, ClockTaint]:
+    """Each module's taint analysis, with the clock attributes of the other modules' classes
+    (a module is analysed again only when its text names one of them)."""
+    taints = {m.relpath: ClockTaint(m) for m in modules}
+    attrs = {rel: t.instance_attributes() for rel, t in taints.items()}
+    for m in modules:
+        foreign: dict[str, str] = {}
+        for rel, names in attrs.items():
+            if rel != m.relpath:
+                foreign.update({a: k for a, k in names.items() if f".{a}" in m.source})
+        if foreign:
+            taints[m.relpath] = ClockTaint(m, foreign)
+    return taints
 
 
 def log_statement_shapes(taint: ClockTaint) -> dict[int, tuple[list[list[Part]], str]]:

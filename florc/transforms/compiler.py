@@ -17,7 +17,7 @@ from pathlib import Path
 import libcst as cst
 
 from florc.errors import SourceError
-from florc.transforms.clocks import ClockTaint, log_statement_shapes
+from florc.transforms.clocks import ClockTaint, log_statement_shapes, project_taints
 from florc.transforms.effects import Project, child_nodes, descendants, minimal
 from florc.transforms.instrument import instrument, loops_not_instrumented
 from florc.transforms.mainloop import CallIndex, MainLoop, find_main_loop
@@ -156,8 +156,9 @@ def _compile_project(
     project = Project(modules)
     main = find_main_loop(project, modules[0])
     files: dict[str, FileManifest] = {}
+    taints = project_taints(modules)
     for info in modules:
-        files[info.relpath] = _file_manifest(project, info)
+        files[info.relpath] = _file_manifest(project, info, taints[info.relpath])
     fw = main.framework
     return CompileResult(
         script=modules[0].relpath,
@@ -215,11 +216,10 @@ def discover_modules(
     return modules
 
 
-def _file_manifest(project: Project, info: ModuleInfo) -> FileManifest:
+def _file_manifest(project: Project, info: ModuleInfo, taint: ClockTaint) -> FileManifest:
     skipped = {lp.loop_id for lp in loops_not_instrumented(info)}
     loops: list[LoopManifest] = []
     read_lines = _names_read(info)
-    taint = ClockTaint(info)
     for lp in info.loops:
         eff = project.loop_effects(info, lp.scope, lp.node)
         paths = minimal(eff.mutated)
