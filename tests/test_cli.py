@@ -327,3 +327,20 @@ def test_a_warning_shown_once_per_process_is_not_compared_as_output(tmp_path: Pa
     assert rep.returncode == 0, rep.stderr
     assert [ln[:13] for ln in rep.stdout.splitlines()] == ["HINDSIGHT e=4", "HINDSIGHT e=5"]
     assert "fidelity: exact" in rep.stderr, rep.stderr
+
+
+def test_an_elif_of_log_statements_stays_part_of_its_if(tmp_path: Path) -> None:
+    # `if ...: <training code> elif ...: print(...)`: the print must not run when the `if`
+    # branch was taken
+    text = SCRIPT.replace(
+        "    history.append(sum(weights))\n",
+        "    if epoch % 2 == 0:\n"
+        "        history.append(sum(weights))\n"
+        "    elif epoch > 1:\n"
+        '        print("odd epoch", epoch)\n',
+    )
+    make(tmp_path, text)
+    rec = florc(["record", "train.py"], tmp_path)
+    assert rec.returncode == 0, rec.stderr
+    assert rec.stdout == python("train.py", tmp_path).stdout
+    assert "odd epoch 3" in rec.stdout and "odd epoch 2" not in rec.stdout

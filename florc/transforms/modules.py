@@ -232,6 +232,7 @@ class _Collector:
         self.loop_stack: list[list[LoopInfo | None]] = [[]]  # per scope: enclosing loops
         self.loop_counts: dict[str, int] = {}
         self.in_log = 0
+        self.elifs: set[int] = set()  # ids of the If nodes that are `elif` branches
 
     def statements(self, nodes: Sequence[cst.CSTNode]) -> None:
         for node in nodes:
@@ -365,6 +366,10 @@ class _Collector:
         self._leave_log(original_node)
 
     def visit_If(self, node: cst.If) -> None:
+        if isinstance(node.orelse, cst.If):
+            self.elifs.add(id(node.orelse))
+        if id(node) in self.elifs and not self.in_log:
+            return  # an `elif` belongs to its `if`: it is a log statement only with it
         self._log_check(node)
 
     def leave_If(self, original_node: cst.If) -> None:
