@@ -1044,6 +1044,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = Path(tempfile.gettempdir()) / "florc-primer-clones"
     cache.mkdir(exist_ok=True)
     t0 = time.perf_counter()
+    commit = _florc_commit()  # the code measured: the commit when the run starts
 
     def one(s: Script) -> dict:
         print(f"primer: {s.name} ...", file=sys.stderr, flush=True)
@@ -1067,7 +1068,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = {
         "date": time.strftime("%Y-%m-%d"),
-        "florc_commit": _florc_commit(),
+        "florc_commit": commit,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cpus": os.cpu_count(),
