@@ -30,6 +30,14 @@ def _stmt(code: str) -> cst.BaseStatement:
     return cst.parse_statement(code)
 
 
+def _runtime_call(method: str, argument: str) -> cst.Call:
+    """`__florc__.method("argument")`, built as nodes: parsing it costs a libcst parse per call."""
+    return cst.Call(
+        func=cst.Attribute(cst.Name("__florc__"), cst.Name(method)),
+        args=[cst.Arg(cst.SimpleString(f'"{argument}"'))],
+    )
+
+
 def _contains_yield(fn: cst.FunctionDef) -> bool:
     from florc.transforms.effects import walk
 
@@ -113,7 +121,9 @@ class _Instrumenter:
         qual = self.qualnames.get(id(original_node))
         if qual is None or not isinstance(updated_node.body, cst.IndentedBlock):
             return updated_node
-        marker = _stmt(f'__florc__.entered("{self.info.relpath}:{qual}")\n')
+        marker = cst.SimpleStatementLine(
+            [cst.Expr(_runtime_call("entered", f"{self.info.relpath}:{qual}"))]
+        )
         body = list(updated_node.body.body)
         at = 1 if body and _is_docstring(body[0]) else 0
         body.insert(at, marker)
@@ -132,13 +142,7 @@ class _Instrumenter:
         leading = getattr(updated, "leading_lines", ())
         inner = updated.with_changes(leading_lines=())
         return cst.With(
-            items=[
-                cst.WithItem(
-                    cst.parse_expression(
-                        f'__florc__.log_statement("{self.info.relpath}:{ls.line}")'
-                    )
-                )
-            ],
+            items=[cst.WithItem(_runtime_call("log_statement", f"{self.info.relpath}:{ls.line}"))],
             body=cst.IndentedBlock(body=[inner]),
             leading_lines=leading,
         )
@@ -189,7 +193,7 @@ class _Instrumenter:
         return cst.With(
             items=[
                 cst.WithItem(
-                    cst.parse_expression(f'__florc__.loop("{loop.loop_id}")'),
+                    _runtime_call("loop", loop.loop_id),
                     asname=cst.AsName(cst.Name(alias)),
                 )
             ],
