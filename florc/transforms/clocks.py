@@ -46,7 +46,7 @@ from typing import Any
 from florc.transforms.logstatements import is_log_chain
 from florc.transforms.modules import ModuleInfo
 from florc.transforms.nondeterminism import CLOCK_METHODS, source_kind
-from florc.transforms.syntax import LOG_METHODS
+from florc.transforms.syntax import LOG_METHODS, scope_qualname
 
 Chain = tuple[str, ...]
 Key = tuple[str, Chain]  # (scope, chain): "<module>", a function's qualname, "class:<qualname>"
@@ -362,16 +362,7 @@ class _Scoped(ast.NodeVisitor):
         self.fns: list[str | None] = [None]  # the enclosing function of each scope
 
     def qualname(self, name: str | None = None) -> str:
-        parts: list[str] = []
-        for kind, n in self.scopes:
-            parts.append(n)
-            if kind == "def":
-                parts.append("<locals>")
-        if name is not None:
-            parts.append(name)
-        elif parts and parts[-1] == "<locals>":
-            parts.pop()
-        return ".".join(parts) if parts else "<module>"
+        return scope_qualname(self.scopes, name)
 
     @property
     def fn(self) -> str | None:

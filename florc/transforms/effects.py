@@ -131,15 +131,7 @@ class Project:
     """All analysed modules, with name resolution and function summaries."""
 
     def __init__(self, modules: Sequence[ModuleInfo], max_analyses: int | None = None) -> None:
-        self.modules = {m.module_name: m for m in modules}
-        self.functions: dict[str, tuple[ModuleInfo, FunctionInfo]] = {}
-        self.by_method_name: dict[str, list[str]] = {}
-        for m in modules:
-            for q, fn in m.functions.items():
-                key = function_key(m, q)
-                self.functions[key] = (m, fn)
-                if fn.is_method:
-                    self.by_method_name.setdefault(fn.name, []).append(key)
+        self._index(modules)
         self.summaries: dict[str, Summary] = {k: Summary() for k in self.functions}
         self.escaping: set[str] = set()
         for m in modules:
@@ -151,6 +143,18 @@ class Project:
         self.analyses = 0  # function bodies analysed by the fixpoint (a measure of its work)
         budget = MAX_ANALYSES_PER_FUNCTION * len(self.functions) + len(self.functions)
         self._compute_summaries(budget if max_analyses is None else max_analyses)
+
+    def _index(self, modules: Sequence[ModuleInfo]) -> None:
+        """The project's modules by import name, its functions by key, methods by name."""
+        self.modules = {m.module_name: m for m in modules}
+        self.functions: dict[str, tuple[ModuleInfo, FunctionInfo]] = {}
+        self.by_method_name: dict[str, list[str]] = {}
+        for m in modules:
+            for q, fn in m.functions.items():
+                key = function_key(m, q)
+                self.functions[key] = (m, fn)
+                if fn.is_method:
+                    self.by_method_name.setdefault(fn.name, []).append(key)
 
     # resolution ------------------------------------------------------------
     def module_for_import(

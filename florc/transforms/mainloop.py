@@ -74,15 +74,7 @@ class CallIndex(Project):
     search needs, and cheap enough for the commit hook to run on a staged file."""
 
     def __init__(self, modules: Sequence[ModuleInfo]) -> None:  # noqa: D107 -- no summaries
-        self.modules = {m.module_name: m for m in modules}
-        self.functions = {}
-        self.by_method_name = {}
-        for m in modules:
-            for q, fn in m.functions.items():
-                key = function_key(m, q)
-                self.functions[key] = (m, fn)
-                if fn.is_method:
-                    self.by_method_name.setdefault(fn.name, []).append(key)
+        self._index(modules)
 
 
 def find_main_loop(project: Project, script: ModuleInfo) -> MainLoop:

@@ -18,6 +18,7 @@ from florc.transforms.syntax import (
     has_pragma,
     is_block_part,
     parse_trees,
+    scope_qualname,
     shared_spans,
     source_children,
 )
@@ -264,16 +265,7 @@ class _Collector:
 
     # scopes --------------------------------------------------------------
     def _qualname(self, name: str | None = None) -> str:
-        parts: list[str] = []
-        for kind, n in self.scopes:
-            parts.append(n)
-            if kind == "def":
-                parts.append("<locals>")
-        if name is not None:
-            parts.append(name)
-        elif parts and parts[-1] == "<locals>":
-            parts.pop()
-        return ".".join(parts) if parts else "<module>"
+        return scope_qualname(self.scopes, name)
 
     def _enclosing_function(self) -> str | None:
         for i in range(len(self.scopes) - 1, -1, -1):

@@ -408,15 +408,37 @@ def is_block_part(node: object) -> bool:
 
 def walk(node: cst.CSTNode, hooks: dict[str, Callable[[Any], bool | None]]) -> None:
     """Preorder walk calling hooks[type name](node); a hook returning False prunes the node."""
+    _preorder_hooks(node, hooks, child_nodes)
+
+
+def _preorder_hooks(
+    node: cst.CSTNode,
+    hooks: dict[str, Callable[[Any], bool | None]],
+    children: Callable[[cst.CSTNode], list[cst.CSTNode]],
+) -> None:
     stack = [node]
     while stack:
         cur = stack.pop()
         hook = hooks.get(type(cur).__name__)
         if hook is not None and hook(cur) is False:
             continue
-        kids = child_nodes(cur)
+        kids = children(cur)
         kids.reverse()
         stack.extend(kids)
+
+
+def scope_qualname(scopes: list[tuple[str, str]], name: str | None = None) -> str:
+    """The qualified name inside nested ("class"|"def", name) scopes: `f.<locals>.g`, `C.m`."""
+    parts: list[str] = []
+    for kind, n in scopes:
+        parts.append(n)
+        if kind == "def":
+            parts.append("<locals>")
+    if name is not None:
+        parts.append(name)
+    elif parts and parts[-1] == "<locals>":
+        parts.pop()
+    return ".".join(parts) if parts else "<module>"
 
 
 def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
@@ -503,15 +525,7 @@ def source_children(node: cst.CSTNode) -> list[cst.CSTNode]:
 def source_walk(node: cst.CSTNode, hooks: dict[str, Callable[[Any], bool | None]]) -> None:
     """Preorder walk in source order (the order of a CSTVisitor) calling hooks[type name](node);
     a hook returning False prunes the node."""
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        hook = hooks.get(type(cur).__name__)
-        if hook is not None and hook(cur) is False:
-            continue
-        kids = source_children(cur)
-        kids.reverse()
-        stack.extend(kids)
+    _preorder_hooks(node, hooks, source_children)
 
 
 def source_preorder(
