@@ -138,7 +138,9 @@ def test_ctrl_c_during_record_keeps_what_was_written(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env(),
+        # each line as it is printed: a block-buffered pipe delivers them all at once, and on a
+        # loaded machine only after the run has ended
+        env={**env(), "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None
     seen = [proc.stdout.readline() for _ in range(6)]  # six epochs done
