@@ -206,8 +206,8 @@ def checkpoint_health(folder: Path) -> dict:
     reason) but is not reported on that line, so the store is asked.
     """
     try:
-        from florc.commands import START_LOOP
-        from florc.runtime.store import Store
+        from florc.contract import START_LOOP
+        from florc.store.index import Store
 
         store = Store(folder)
         try:

@@ -6,9 +6,8 @@ replay only what they need, restoring everything else from checkpoints.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from florc._version import __version__
 from florc.runtime.api import log
-from florc.runtime.results import dataframe
+from florc.store.queries import dataframe
 
 __all__ = ["__version__", "dataframe", "log"]

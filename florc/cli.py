@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from florc import __version__, commands
+from florc import commands
+from florc._version import __version__
 from florc.errors import FlorcError
 from florc.runtime.policy import DEFAULT_BUDGET
 
@@ -246,7 +247,7 @@ def hook() -> None:
 @hook.command("install")
 def hook_install() -> None:
     """Add florc's check to this repository's pre-commit hook (an existing hook is kept)."""
-    from florc import hooks
+    from florc import vcs as hooks
 
     click.echo(hooks.install(Path.cwd()))
 
@@ -254,7 +255,7 @@ def hook_install() -> None:
 @hook.command("uninstall")
 def hook_uninstall() -> None:
     """Take florc's check out of the pre-commit hook, leaving the rest as it was."""
-    from florc import hooks
+    from florc import vcs as hooks
 
     click.echo(hooks.uninstall(Path.cwd()))
 
@@ -300,7 +301,7 @@ def logs(run_id: int | None, name: str | None, fmt: str) -> None:
 
 
 def _root() -> Path:
-    from florc.runtime.store import find_root
+    from florc.project import find_root
 
     return find_root(Path.cwd() / "x.py")
 

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from florc import __version__, compile_cache, config
+from florc import project
+from florc._version import __version__
+
+# The compiler (libcst) is imported where it is used: a record whose compile result is in the
+# cache never loads it.
+from florc.contract import START_LOOP, CompileResult, LogLine, ReplayPlan
 from florc.errors import FlorcError, UsageError
 from florc.parallel import (
     PROGRESS_PREFIX,
@@ -38,20 +43,23 @@ from florc.parallel import (
     segment_spec,
     thread_vars,
 )
+from florc.project import find_root, is_project_file, store_location
 from florc.runtime import fidelity
 from florc.runtime import state as st
 from florc.runtime.files import FileSandbox
+from florc.runtime.linemap import compile_instrumented
 from florc.runtime.policy import DEFAULT_BUDGET, CheckpointPolicy
 from florc.runtime.runner import ProjectImportHook, RunOutcome, run_script
-from florc.runtime.session import LogLine, ReplayPlan, Session, log_rows, statement_codes
-from florc.runtime.store import Store, find_root, store_location
+from florc.runtime.session import (
+    RecordSession,
+    ReplaySession,
+    Session,
+    log_rows,
+    statement_codes,
+)
 from florc.runtime.writer import CheckpointJob, Writer
-from florc.transforms.manifest import CompileResult, compile_instrumented, is_project_file
-
-# The compiler (libcst) is imported where it is used: a record whose compile result is in the
-# cache never loads it.
-
-START_LOOP = "<start>"
+from florc.store.index import Store
+from florc.transforms import cache as compile_cache
 
 
 def _say(message: str, stream: TextIO | None = None) -> None:
@@ -193,7 +201,7 @@ class CheckResult:
 def check(files: list[str], staged: bool, cwd: Path) -> CheckResult:
     """Instrument each training script among files (or the staged ones); keep the results in
     the compile cache. What `florc instrument --check` and the commit hooks run."""
-    from florc import hooks
+    from florc import vcs as hooks
 
     if staged:
         paths = hooks.staged_python_files(cwd)
@@ -207,7 +215,7 @@ def check(files: list[str], staged: bool, cwd: Path) -> CheckResult:
         if not path.is_file():
             continue  # deleted, or not a file: nothing to instrument
         root = find_root(path)
-        cfg = config.load(root)
+        cfg = project.load(root)
         rel = path.resolve().relative_to(root.resolve()).as_posix()
         why = _training_script(path, root, cfg)
         if why is None:
@@ -230,7 +238,7 @@ def check(files: list[str], staged: bool, cwd: Path) -> CheckResult:
 _TRAINING_TEXT = re.compile(r"\.(?:backward|step)\s*\(|#\s*florc:\s*main-loop")
 
 
-def _training_script(path: Path, root: Path, cfg: config.Config) -> str | None:
+def _training_script(path: Path, root: Path, cfg: project.Config) -> str | None:
     """Why a file counts as a training script ("" when the configured globs name it), or None.
 
     Beyond the globs: a file in which the main-loop search finds a loop that trains; a file
@@ -249,7 +257,7 @@ def _training_script(path: Path, root: Path, cfg: config.Config) -> str | None:
 def _training_text(path: Path, root: Path, text: str, head: bool) -> str | None:
     import ast
 
-    from florc import hooks
+    from florc import vcs as hooks
 
     try:
         tree = ast.parse(text)
@@ -314,7 +322,7 @@ def _reaches_training_text(path: Path, root: Path, text: str, tree: Any) -> bool
     return False
 
 
-def _check_one(path: Path, root: Path, rel: str, cfg: config.Config) -> tuple[str, str]:
+def _check_one(path: Path, root: Path, rel: str, cfg: project.Config) -> tuple[str, str]:
     """(problem, note) for one training script; on success its compile result is cached."""
     from florc.errors import SourceError
     from florc.transforms.compiler import compile_project
@@ -423,7 +431,7 @@ def record(
     if checkpoint_all:
         overhead = math.inf
     elif overhead is None:
-        configured = config.load(root).overhead
+        configured = project.load(root).overhead
         overhead = DEFAULT_BUDGET if configured is None else configured
     elif not 0 <= overhead <= 1:
         raise UsageError(
@@ -448,7 +456,7 @@ def record(
     store.add_sources(run_id, {rel: fm.source for rel, fm in result.files.items()})
     writer = Writer(root, store.dir, compress=compress)
     policy = CheckpointPolicy(overhead)
-    session = Session("record", store, run_id, result.to_dict(), writer=writer, policy=policy)
+    session = RecordSession(store, run_id, result, writer=writer, policy=policy)
     where = store.dir.relative_to(root) if store.dir.is_relative_to(root) else store.dir
     policy_text = "every opportunity" if checkpoint_all else f"overhead budget {overhead:.0%}"
     how = "instrumented (compile cache hit)" if cached else "instrumented"
@@ -783,7 +791,7 @@ def _run_replay_session(
     _use_threads(threads or env.get("torch_threads"), None if explicit else env.get("thread_env"))
     if env.get("deterministic"):
         _make_deterministic()
-    session = Session("replay", prep.store, replay_id, prep.result.to_dict(), plan)
+    session = ReplaySession(prep.store, replay_id, prep.result, plan)
     session.quiet = quiet
     session.on_progress = on_progress
     start = prep.checkpoints.get((START_LOOP, 0, 0))

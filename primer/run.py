@@ -380,7 +380,7 @@ def run_step(
 COMPILE_PROBE = r"""
 import json, resource, sys, time
 from pathlib import Path
-from florc.runtime.store import find_root
+from florc.project import find_root
 from florc.transforms.compiler import compile_project
 import libcst  # noqa: F401  (part of the baseline)
 script = Path(sys.argv[1]).resolve()

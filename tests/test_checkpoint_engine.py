@@ -19,8 +19,8 @@ from e2e import florc
 from florc.runtime import checkpoint
 from florc.runtime import state as st
 from florc.runtime.policy import CheckpointPolicy
-from florc.runtime.store import CorruptBlob, Store
 from florc.runtime.writer import CheckpointJob, Writer
+from florc.store.index import CorruptBlob, Store
 
 # --- policy --------------------------------------------------------------------------
 

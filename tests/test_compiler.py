@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from florc.errors import SourceError
+from florc.runtime.linemap import compile_instrumented
 from florc.transforms.compiler import compile_project
-from florc.transforms.manifest import compile_instrumented
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,7 +154,7 @@ def test_traceback_points_at_the_users_line(tmp_path: Path) -> None:
 def test_runtime_never_imports_libcst() -> None:
     code = (
         "import sys; import florc.runtime.api, florc.runtime.session, florc.runtime.runner,"
-        " florc.runtime.state, florc.runtime.store; assert 'libcst' not in sys.modules;"
+        " florc.runtime.state, florc.store.index; assert 'libcst' not in sys.modules;"
         " assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -24,7 +24,7 @@ import pytest
 from e2e import expected_for, florc, hindsight_lines, python
 
 from florc.runtime import checkpoint
-from florc.runtime.store import Store
+from florc.store.index import Store
 
 KILLS_NUMPY = 44
 KILLS_TORCH = 8

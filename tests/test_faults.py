@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from e2e import florc, python
 
-from florc.runtime.store import Store
+from florc.store.index import Store
 
 # A small training script: an epoch loop over a block, state that grows a little every epoch,
 # one line per epoch. HINDSIGHT marks where the tests add a log statement.

@@ -15,8 +15,8 @@ from hypothesis import strategies as hs  # noqa: E402
 from reference import check_against_reference  # noqa: E402
 
 from florc.errors import UsageError  # noqa: E402
+from florc.runtime.linemap import compile_instrumented  # noqa: E402
 from florc.transforms.compiler import compile_project  # noqa: E402
-from florc.transforms.manifest import compile_instrumented  # noqa: E402
 
 FUZZ = settings(
     max_examples=60,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from florc.runtime import state as st
-from florc.runtime.store import CorruptBlob
+from florc.store.index import CorruptBlob
 
 FORMAT = 2
 SEPARATE_BYTES = 64 * 1024

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from florc.contract import Evidence
 from florc.runtime import state as st
 
 RTOL = 1e-5
@@ -35,17 +36,6 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|
 # the left_out key for values in a checkpoint that can be compared neither by content, by
 # attributes nor by pickled bytes
 NO_STATE = "no comparable state"
-
-
-@dataclass
-class Evidence:
-    where: str  # "train.py:59" (a block) or "train.py:68" (a log statement)
-    epoch: Any
-    diff: float | None  # 0.0 identical; the max abs difference; None: differs in kind
-    ok: bool  # within tolerance
-    compared: bool = True  # False: every value in it was left out
-    # values left out of the comparison, by why: "clock", "random" (unseeded), or another word
-    left_out: dict[str, int] = field(default_factory=dict)
 
 
 def close(a: float, b: float) -> bool:

@@ -16,64 +16,19 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
+from florc.contract import CompileResult, LogLine, ReplayPlan, Stats
 from florc.runtime import checkpoint, fidelity
 from florc.runtime import state as st
 from florc.runtime.api import PLAIN_LOOP
 from florc.runtime.policy import CheckpointPolicy
-from florc.runtime.store import Store
 from florc.runtime.writer import CheckpointJob, Writer
+from florc.store.index import Store
 
 
 class ReplayFinished(BaseException):
     """Raised out of the main loop once every requested iteration has run."""
-
-
-@dataclass
-class ReplayPlan:
-    targets: list[int]  # main-loop iteration indices to show, sorted
-    probed: set[str]  # loop ids that must run when shown
-    new_statements: set[str]  # "relpath:line" of new log statements
-    run_after_loop: bool  # code after the main loop holds a new log statement
-    checkpoints: dict[tuple[str, int, int], Any]  # (loop, iteration, occurrence) -> CheckpointRow
-    final_boundary: int | None  # boundary index of the recorded loop's end
-    statement_map: dict[str, str] = field(default_factory=dict)  # edited -> recorded statement
-    # what the recording logged: (recorded statement, iteration, step) -> texts in order
-    recorded_values: dict[tuple[str, int | None, int | None], list[str]] = field(
-        default_factory=dict
-    )
-
-
-@dataclass
-class LogLine:
-    statement: str
-    iteration: int | None
-    epoch: Any
-    step: int | None
-    text: str
-    new: bool
-    stream: str = "stdout"
-    after_loop: bool = False  # written after the main loop ended
-    shown: str | None = None  # what replay printed, when not the text itself (florc.log)
-
-
-@dataclass
-class Stats:
-    checkpoints: int = 0
-    unusable: int = 0
-    skipped: int = 0  # opportunities the overhead budget passed over
-    flush_seconds: float = 0.0  # waiting at the end for the last checkpoints to be written
-    restored_blocks: int = 0
-    probed_blocks: int = 0
-    restored_boundaries: int = 0
-    stopped_warned: bool = False  # record: said once that checkpoints could not be written
-    rerun_cheaper: int = 0  # blocks re-executed because that was faster than restoring them
-    bytes_read: int = 0  # checkpoint bytes read from the store (restores and fidelity checks)
-    notes: list[str] = field(default_factory=list)
-    # record: why checkpoints could not be taken: reason -> [how many, the object's path or None]
-    unusable_reasons: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class RestoreSpeed:
@@ -728,3 +683,26 @@ class MainLoop:
         s.iteration = None
         s.silent = False
         s.epoch = None
+
+
+class RecordSession(Session):
+    """The session of `florc record`: checkpoints under the budget, output kept."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: int,
+        compiled: CompileResult,
+        writer: Writer | None = None,
+        policy: CheckpointPolicy | None = None,
+    ) -> None:
+        super().__init__("record", store, run_id, compiled.to_dict(), writer=writer, policy=policy)
+
+
+class ReplaySession(Session):
+    """The session of a replay (or one replay worker): restores, re-executes, compares."""
+
+    def __init__(
+        self, store: Store, run_id: int, compiled: CompileResult, plan: ReplayPlan
+    ) -> None:
+        super().__init__("replay", store, run_id, compiled.to_dict(), plan)

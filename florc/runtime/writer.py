@@ -23,7 +23,7 @@ from typing import Any
 
 from florc.runtime import checkpoint
 from florc.runtime import state as st
-from florc.runtime.store import Store
+from florc.store.index import Store
 
 DEFAULT_QUEUE_BYTES = 512 * 2**20
 

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import libcst as cst
 
+from florc.contract import CompileResult, FileManifest, LoopManifest
 from florc.errors import SourceError
+from florc.project import is_project_file
 from florc.transforms.clocks import ClockTaint, log_statement_shapes, project_taints
 from florc.transforms.effects import Project, child_nodes, descendants, minimal
 from florc.transforms.instrument import instrument, loops_not_instrumented
 from florc.transforms.mainloop import CallIndex, MainLoop, find_main_loop
-from florc.transforms.manifest import CompileResult, FileManifest, LoopManifest, is_project_file
 from florc.transforms.modules import ModuleInfo, analyse_module, read_source
 from florc.transforms.nondeterminism import find_nondeterminism
 from florc.transforms.syntax import (

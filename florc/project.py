@@ -1,4 +1,6 @@
-"""Project configuration: `[tool.florc]` in pyproject.toml, or `[florc]` in setup.cfg.
+"""The user's project: its root, its files, where its store lives, and its configuration.
+
+Configuration is `[tool.florc]` in pyproject.toml, or `[florc]` in setup.cfg:
 
     [tool.florc]
     scripts = ["train*.py", "experiments/**/train.py"]   # which files are training scripts
@@ -114,3 +116,42 @@ def _from_mapping(table: dict, root: Path, source: str) -> Config:
         store = Path(table["store"]).expanduser()
         cfg.store = store if store.is_absolute() else root / store
     return cfg
+
+
+STORE_DIRNAME = ".florc"
+
+
+def find_root(script: Path) -> Path:
+    """The project root: the git root above the script, else the script's folder."""
+    start = script.resolve().parent
+    for d in (start, *start.parents):
+        if (d / ".git").exists():
+            return d
+    return start
+
+
+def is_project_file(path: Path, root: Path) -> bool:
+    """A Python file of the user's project (compiled with the script), not an installed package."""
+    try:
+        rel = path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    bad = {"site-packages", "dist-packages", ".florc", ".venv", "venv", ".git", "__pycache__"}
+    return not any(p in bad for p in rel.parts) and path.suffix == ".py"
+
+
+def ignore_in_git(folder: Path) -> None:
+    """A `.gitignore` of `*` in the store, so that git never picks it up."""
+    marker = folder / ".gitignore"
+    if not marker.exists():
+        try:
+            marker.write_text("# florc's store: never committed\n*\n")
+        except OSError:
+            pass
+
+
+def store_location(root: Path, location: Path | None = None) -> Path:
+    """Where the project's store is: location if given, else the configured store, else .florc."""
+    if location is not None:
+        return location
+    return load(root).store or root / STORE_DIRNAME

@@ -18,9 +18,9 @@ import json
 import os
 from pathlib import Path
 
-from florc import __version__
-from florc.runtime.store import ignore_in_git
-from florc.transforms.manifest import CompileResult
+from florc._version import __version__
+from florc.contract import CompileResult
+from florc.project import ignore_in_git
 
 CACHE_DIRNAME = "cache"
 

@@ -13,7 +13,8 @@ def dataframe(run: int | None = None, root: str | Path = ".", name: str | None =
     """
     import pandas as pd
 
-    from florc.runtime.store import STORE_DIRNAME, Store, find_root
+    from florc.project import STORE_DIRNAME, find_root
+    from florc.store.index import Store
 
     root = Path(root).resolve()
     if not (root / STORE_DIRNAME).exists():

@@ -1,18 +1,16 @@
-"""The compiler's output as plain data: what the runtime, the compile cache and replay read.
+"""The contract between compile time and run time: typed, standard library only.
 
-Nothing here imports libcst: a `florc record` that finds its compile result in the cache never
-loads the compiler.
+The compiler (`florc/transforms/`) produces a `CompileResult`; the runtime, the compile cache and
+replay read it. Nothing here imports libcst or the runtime, so a `florc record` that finds its
+compile result in the cache never loads the compiler.
 """
 
 from __future__ import annotations
 
-import ast
-import difflib
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from florc import __version__
+from florc._version import __version__
 
 
 @dataclass
@@ -91,43 +89,62 @@ class CompileResult:
         return cls(**{**data, "files": files})
 
 
-def line_map(original: str, instrumented: str) -> list[int]:
-    """For each instrumented line (1-based index), the original line it came from."""
-    a = [line.strip() for line in original.splitlines()]
-    b = [line.strip() for line in instrumented.splitlines()]
-    mapping = [0] * (len(b) + 1)
-    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
-    for i, j, n in matcher.get_matching_blocks():
-        for k in range(n):
-            mapping[j + k + 1] = i + k + 1
-    # generated lines take the position of the next original line (the statement they wrap)
-    nxt = len(a) or 1
-    for j in range(len(b), 0, -1):
-        if mapping[j]:
-            nxt = mapping[j]
-        else:
-            mapping[j] = nxt
-    return mapping
+# the recorded start state (RNGs before the script's first line) is stored as this loop's
+# checkpoint at iteration 0
+START_LOOP = "<start>"
 
 
-def compile_instrumented(original: str, instrumented: str, filename: str) -> object:
-    """Compile with every position mapped back to the user's own file and line."""
-    tree = ast.parse(instrumented, filename=filename)
-    mapping = line_map(original, instrumented)
-    for node in ast.walk(tree):
-        if hasattr(node, "lineno") and node.lineno is not None:
-            node.lineno = mapping[min(node.lineno, len(mapping) - 1)]
-            end = getattr(node, "end_lineno", None)
-            if end is not None:
-                node.end_lineno = max(node.lineno, mapping[min(end, len(mapping) - 1)])
-    return compile(tree, filename, "exec", dont_inherit=True)
+@dataclass
+class ReplayPlan:
+    targets: list[int]  # main-loop iteration indices to show, sorted
+    probed: set[str]  # loop ids that must run when shown
+    new_statements: set[str]  # "relpath:line" of new log statements
+    run_after_loop: bool  # code after the main loop holds a new log statement
+    checkpoints: dict[tuple[str, int, int], Any]  # (loop, iteration, occurrence) -> CheckpointRow
+    final_boundary: int | None  # boundary index of the recorded loop's end
+    statement_map: dict[str, str] = field(default_factory=dict)  # edited -> recorded statement
+    # what the recording logged: (recorded statement, iteration, step) -> texts in order
+    recorded_values: dict[tuple[str, int | None, int | None], list[str]] = field(
+        default_factory=dict
+    )
 
 
-def is_project_file(path: Path, root: Path) -> bool:
-    """A Python file of the user's project (compiled with the script), not an installed package."""
-    try:
-        rel = path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    bad = {"site-packages", "dist-packages", ".florc", ".venv", "venv", ".git", "__pycache__"}
-    return not any(p in bad for p in rel.parts) and path.suffix == ".py"
+@dataclass
+class LogLine:
+    statement: str
+    iteration: int | None
+    epoch: Any
+    step: int | None
+    text: str
+    new: bool
+    stream: str = "stdout"
+    after_loop: bool = False  # written after the main loop ended
+    shown: str | None = None  # what replay printed, when not the text itself (florc.log)
+
+
+@dataclass
+class Stats:
+    checkpoints: int = 0
+    unusable: int = 0
+    skipped: int = 0  # opportunities the overhead budget passed over
+    flush_seconds: float = 0.0  # waiting at the end for the last checkpoints to be written
+    restored_blocks: int = 0
+    probed_blocks: int = 0
+    restored_boundaries: int = 0
+    stopped_warned: bool = False  # record: said once that checkpoints could not be written
+    rerun_cheaper: int = 0  # blocks re-executed because that was faster than restoring them
+    bytes_read: int = 0  # checkpoint bytes read from the store (restores and fidelity checks)
+    notes: list[str] = field(default_factory=list)
+    # record: why checkpoints could not be taken: reason -> [how many, the object's path or None]
+    unusable_reasons: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Evidence:
+    where: str  # "train.py:59" (a block) or "train.py:68" (a log statement)
+    epoch: Any
+    diff: float | None  # 0.0 identical; the max abs difference; None: differs in kind
+    ok: bool  # within tolerance
+    compared: bool = True  # False: every value in it was left out
+    # values left out of the comparison, by why: "clock", "random" (unseeded), or another word
+    left_out: dict[str, int] = field(default_factory=dict)

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from florc.project import ignore_in_git, store_location
+
 SCHEMA_VERSION = 2
 BLOB_MAGIC = b"FLRC"
 CODEC_RAW, CODEC_ZSTD = 0, 1
-STORE_DIRNAME = ".florc"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -97,15 +98,6 @@ class CheckpointRow:
     info: dict[str, Any]
 
 
-def find_root(script: Path) -> Path:
-    """The project root: the git root above the script, else the script's folder."""
-    start = script.resolve().parent
-    for d in (start, *start.parents):
-        if (d / ".git").exists():
-            return d
-    return start
-
-
 @dataclass
 class BlobInfo:
     sha: str
@@ -149,25 +141,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def ignore_in_git(folder: Path) -> None:
-    """A `.gitignore` of `*` in the store, so that git never picks it up."""
-    marker = folder / ".gitignore"
-    if not marker.exists():
-        try:
-            marker.write_text("# florc's store: never committed\n*\n")
-        except OSError:
-            pass
-
-
-def store_location(root: Path, location: Path | None = None) -> Path:
-    """Where the project's store is: location if given, else the configured store, else .florc."""
-    if location is not None:
-        return location
-    from florc import config
-
-    return config.load(root).store or root / STORE_DIRNAME
 
 
 class Store:
