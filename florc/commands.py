@@ -7,14 +7,11 @@ This is the one layer that uses both the compiler (`florc.transforms`) and the r
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import re
 import sqlite3
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -22,15 +19,46 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from florc import project
-from florc._version import __version__
 
 # The compiler (libcst) is imported where it is used: a record whose compile result is in the
 # cache never loads it.
 from florc.contract import START_LOOP, CompileResult, LogLine, ReplayPlan
 from florc.errors import FlorcError, UsageError
+from florc.launch import (
+    compiled_code as _code_for,
+)
+from florc.launch import (
+    describe_main as _describe_main,
+)
+from florc.launch import (
+    environment as _env,
+)
+from florc.launch import (
+    framework_where as _framework_where,
+)
+from florc.launch import (
+    git_commit as _git_commit,
+)
+from florc.launch import (
+    import_hook as _hook,
+)
+from florc.launch import (
+    make_deterministic as _make_deterministic,
+)
+from florc.launch import (
+    mb as _mb,
+)
+from florc.launch import (
+    no_main_loop as _no_main_loop,
+)
+from florc.launch import (
+    script_path as _script_path,
+)
+from florc.launch import (
+    what_works as _what_works,
+)
 from florc.parallel import (
     PROGRESS_PREFIX,
-    THREAD_VARS,
     Progress,
     Segment,
     cpu_count,
@@ -47,9 +75,8 @@ from florc.project import find_root, is_project_file, store_location
 from florc.runtime import fidelity
 from florc.runtime import state as st
 from florc.runtime.files import FileSandbox
-from florc.runtime.linemap import compile_instrumented
 from florc.runtime.policy import DEFAULT_BUDGET, CheckpointPolicy
-from florc.runtime.runner import ProjectImportHook, RunOutcome, run_script
+from florc.runtime.runner import RunOutcome, run_script
 from florc.runtime.session import (
     RecordSession,
     ReplaySession,
@@ -65,118 +92,6 @@ from florc.transforms import cache as compile_cache
 def _say(message: str, stream: TextIO | None = None) -> None:
     (stream or sys.stderr).write(f"florc: {message}\n")
     (stream or sys.stderr).flush()
-
-
-def _script_path(script: str) -> Path:
-    path = Path(script)
-    if not path.exists():
-        raise UsageError(f"{script}: no such file. Give the path of the training script.")
-    if path.is_dir():
-        raise UsageError(f"{script}: is a folder. Give the path of the training script.")
-    return path.resolve()
-
-
-def _env() -> dict[str, Any]:
-    def version(pkg: str) -> str | None:
-        try:
-            return importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "python": platform.python_version(),
-        "torch": version("torch"),
-        "numpy": version("numpy"),
-        "florc": __version__,
-        "platform": platform.platform(),
-        # what decides torch's thread count (and so how floating-point sums are split)
-        "thread_env": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
-    }
-
-
-def _git_commit(root: Path) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def _code_for(result: CompileResult, relpath: str) -> Any:
-    fm = result.files[relpath]
-    return compile_instrumented(fm.source, fm.instrumented, fm.path)
-
-
-def _hook(result: CompileResult, root: Path, session: Session) -> ProjectImportHook:
-    by_path = {Path(fm.path).resolve(): rel for rel, fm in result.files.items()}
-
-    def compile_module(path: Path, fullname: str) -> tuple[Any, dict[str, Any]] | None:
-        rel = by_path.get(path.resolve())
-        if rel is None or rel == result.script:
-            return None
-        fm = result.files[rel]
-        return _code_for(result, rel), {"files": {rel: dataclasses.asdict(fm)}}
-
-    return ProjectImportHook(root, lambda p: is_project_file(p, root), compile_module, session)
-
-
-def _describe_main(result: CompileResult) -> str:
-    fw = result.framework
-    if result.main_loop is None and fw:
-        return f"no main loop of its own: training runs inside {fw['framework']}"
-    if result.main_loop is None:
-        return "no main loop found"
-    lp = result.loop(result.main_loop)
-    assert lp is not None
-    blocks = sum(
-        1
-        for fm in result.files.values()
-        for other in fm.loops
-        if other.parent_loop == lp.loop_id and other.instrumented
-    )
-    out = f"main loop at {lp.relpath}:{lp.line}, {blocks} blocks under it"
-    if result.main_loop_rule == "fallback":
-        out += "; no loop trains, so the first loop with a nested loop"
-    return out
-
-
-def _framework_where(fw: dict[str, Any]) -> str:
-    return f"{fw['relpath']}:{fw['line']}:{fw['col']}"
-
-
-def _what_works(result: CompileResult) -> str:
-    """For a script without a main loop: what record and replay do with it, and what works."""
-    fw = result.framework
-    own = (
-        "a training loop of your own (one that calls model.training_step(batch, i), "
-        "loss.backward() and optimizer.step() per batch)"
-        if fw
-        else "a loop of your own that trains (calls loss.backward() or optimizer.step())"
-    )
-    return (
-        "Record runs the script unchanged, without checkpoints; replay has no epochs to restore "
-        "(run the edited script again to see new statements). florc can replay "
-        f"{own}, or a loop of yours marked `# florc: main-loop`."
-    )
-
-
-def _no_main_loop(result: CompileResult) -> str:
-    """Why a script has no main loop, at the place that explains it, and what works today."""
-    fw = result.framework
-    if fw:
-        head = (
-            f"{_framework_where(fw)}: the training loop runs inside {fw['framework']} "
-            f"(`{fw['code']}`); florc cannot checkpoint a loop inside an installed package yet."
-        )
-    else:
-        head = f"{result.script}: no main loop: {result.main_loop_reason}."
-    return f"{head}\n  {_what_works(result)}"
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
 
 
 # --- instrument ----------------------------------------------------------------
@@ -571,20 +486,6 @@ def _finish_record(store: Store, run_id: int, status: str, outcome: RunOutcome) 
     if torch is not None:  # replay workers use as many threads, for the same floating point
         store.update_env(run_id, {"torch_threads": torch.get_num_threads()})
     store.finish_run(run_id, status, outcome.exit_code)
-
-
-def _make_deterministic() -> None:
-    """Deterministic algorithms in torch, cuDNN and cuBLAS, before the script runs."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
-    try:
-        import torch
-    except ImportError:
-        raise UsageError(
-            "--deterministic sets torch's deterministic mode; torch is not installed"
-        ) from None
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
 
 
 # --- replay --------------------------------------------------------------------------
