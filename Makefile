@@ -48,6 +48,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP) ## Quick benchmark suite (about 10 min on 2 cores) into benchmarks/RESULTS.md
 	$(PYTHON) benchmarks/bench_suite.py
 	$(PYTHON) benchmarks/bench_compile.py
+	$(PYTHON) benchmarks/bench_startup.py
 
 bench-full: $(BENCH_STAMP) ## Full suite, checkpoint overhead vs budget, and plots (over an hour)
 	$(PYTHON) benchmarks/bench_suite.py --full
