@@ -109,7 +109,8 @@ def measure(reps: int) -> dict[str, list[float]]:
         env["OMP_NUM_THREADS"] = "1"
         _florc("record", "train.py", "--epochs", "6", cwd=tmp, env=env)
         _add_epoch_print(script)
-        marks = tmp / "first_lines.txt"
+        # outside the project: replay keeps the script's writes to project files in a sandbox
+        marks = Path(tempfile.mkdtemp(prefix="florc-startup-marks-")) / "first_lines.txt"
         env["FLORC_BENCH_FIRST_LINE"] = str(marks)
         for _ in range(reps):
             for workers in ("2", "1"):
@@ -126,7 +127,7 @@ def measure(reps: int) -> dict[str, list[float]]:
                     raise SystemExit(f"expected a first line in 2 workers, got {got}")
                 times["parent"].append(min(start for _, start, _ in got) - launched)
                 times["worker"].extend(now - start for _, start, now in got)
-        shutil.rmtree(tmp / ".florc", ignore_errors=True)
+        shutil.rmtree(marks.parent, ignore_errors=True)
     return times
 
 
