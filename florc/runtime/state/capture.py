@@ -47,6 +47,7 @@ class Capturer:
         self.dry = dry
         self.nbytes = 0
         self.cuda_devices: set[Any] = set()
+        self.asked: dict[type, tuple[kinds.Handler, ...]] = {}  # type -> kinds.candidates()
 
     def clone(self, t: Any) -> Any:
         """A copy of tensor `t` (one per tensor, however often it is met)."""
@@ -102,11 +103,19 @@ class Capturer:
         return None if self.dry else copy.deepcopy(tree)
 
     def capture(self, obj: Any, depth: int = 0) -> Node:
-        """The node for `obj`: the first handler that takes it decides its kind."""
+        """The node for `obj`: the first handler that takes it decides its kind. A builtin type
+        goes straight to its handler (kinds.EXACT); for other types, the handlers its class
+        rules out (kinds.candidates) are not asked, which is most of them for a plain object."""
         if depth > MAX_DEPTH:
             raise CannotSnapshot("object graph too deep")
-        for handler in kinds.UNSHARED:
-            node = handler.capture(self, obj, depth)
+        exact = kinds.EXACT.get(type(obj))
+        if exact is None:
+            for handler in kinds.UNSHARED:
+                node = handler.capture(self, obj, depth)
+                if node is not None:
+                    return node
+        elif not exact.shared:
+            node = exact.capture(self, obj, depth)
             if node is not None:
                 return node
         key = id(obj)
@@ -114,12 +123,21 @@ class Capturer:
         if hit is not None:
             return hit
         self.keep.append(obj)
-        for handler in kinds.SHARED:
+        for handler in self._handlers(obj) if exact is None else (exact,):
             node = handler.capture(self, obj, depth)
             if node is not None:
                 self.memo[key] = node
                 return node
         raise AssertionError("the copy kind takes every object")
+
+    def _handlers(self, obj: Any) -> tuple[kinds.Handler, ...]:
+        cls = type(obj)
+        if obj.__class__ is not cls:  # a proxy: isinstance() sees its __class__
+            return kinds.SHARED
+        found = self.asked.get(cls)
+        if found is None:
+            found = self.asked[cls] = kinds.candidates(cls)
+        return found
 
     def share(self, obj: Any, node: Node) -> None:
         """Memoize `node` for `obj` before its children are captured (they may refer back)."""

@@ -8,6 +8,8 @@ Each handler knows one kind of value and all that is done with it:
   current one does not fit or the path was unbound;
 - `compare` walks two nodes of the kind for fidelity (fidelity.py owns the tolerances and
   compares the leaves; a handler says which parts of a node are compared with which);
+- `requires` (optional) names the classes an object of the kind is an instance of, so that
+  capture need not ask the handler about objects of other types;
 - `parts` names a node's children by the access segment that leads to each (`[0]`, `.attr`),
   for messages that point at one value inside a checkpoint.
 
@@ -107,13 +109,14 @@ class Handler:
         if "kind" in cls.__dict__:
             cls.tag = cls.kind.value
 
-    def node(
-        self, value: Any = None, children: Any = None, cls: Any = None, extra: Any = None
-    ) -> Node:
-        return Node(self.tag, value, children, cls, extra)
-
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
         """A node for `obj`, or None when `obj` is not of this kind."""
+        return None
+
+    def requires(self) -> tuple[type, ...] | None:
+        """Classes an object must be an instance of to be of this kind, where its capture
+        begins by testing that (empty: none, its library is not loaded); None: capture must
+        see each object. Lets capture skip the handler for a type that is none of these."""
         return None
 
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
@@ -138,7 +141,7 @@ class ValueKind(Handler):
     shared = False
 
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
-        return self.node(obj) if isinstance(obj, _VALUE_TYPES) else None
+        return Node(self.tag, obj) if isinstance(obj, _VALUE_TYPES) else None
 
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
         return node.value
@@ -149,7 +152,7 @@ class RefKind(Handler):
     shared = False
 
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
-        return self.node() if isinstance(obj, REFERENCE_TYPES) else None
+        return Node(self.tag) if isinstance(obj, REFERENCE_TYPES) else None
 
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
         if cur is MISSING:
@@ -163,6 +166,10 @@ class RefKind(Handler):
 class TensorKind(Handler):
     kind = Kind.TENSOR
 
+    def requires(self) -> tuple[type, ...] | None:
+        t = lazy.torch()
+        return (t.Tensor,) if t is not None else ()
+
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
         if not lazy.is_tensor(obj):
             return None
@@ -172,7 +179,7 @@ class TensorKind(Handler):
                 "(a restored copy would be cut off from it)"
             )
         grad = cap.clone(obj.grad) if obj.is_leaf and obj.grad is not None else None
-        return self.node(cap.clone(obj), extra=(str(obj.device), obj.requires_grad, grad))
+        return Node(self.tag, cap.clone(obj), extra=(str(obj.device), obj.requires_grad, grad))
 
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
         value, (device, requires_grad, grad) = node.value, node.extra
@@ -199,7 +206,7 @@ class GeneratorKind(Handler):
         t = lazy.torch()
         if t is None or not isinstance(obj, t.Generator):
             return None
-        return self.node(obj.get_state())
+        return Node(self.tag, obj.get_state())
 
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
         t = lazy.torch()
@@ -217,11 +224,15 @@ class GeneratorKind(Handler):
 class NdarrayKind(Handler):
     kind = Kind.NDARRAY
 
+    def requires(self) -> tuple[type, ...] | None:
+        np = lazy.numpy()
+        return (np.ndarray,) if np is not None else ()
+
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
         if not lazy.is_ndarray(obj):
             return None
         cap.nbytes += obj.nbytes
-        return self.node(None if cap.dry else obj.copy())
+        return Node(self.tag, None if cap.dry else obj.copy())
 
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
         np = lazy.numpy()
@@ -240,11 +251,15 @@ class NdarrayKind(Handler):
 class NpGeneratorKind(Handler):
     kind = Kind.NP_GENERATOR
 
+    def requires(self) -> tuple[type, ...] | None:
+        np = lazy.numpy()
+        return (np.random.Generator,) if np is not None else ()
+
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
         np = lazy.numpy()
         if np is None or not isinstance(obj, np.random.Generator):
             return None
-        return self.node(copy.deepcopy(obj.bit_generator.state))
+        return Node(self.tag, copy.deepcopy(obj.bit_generator.state))
 
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
         if isinstance(cur, lazy.numpy().random.Generator):
@@ -257,11 +272,15 @@ class NpGeneratorKind(Handler):
 class NpRandomStateKind(Handler):
     kind = Kind.NP_RANDOMSTATE
 
+    def requires(self) -> tuple[type, ...] | None:
+        np = lazy.numpy()
+        return (np.random.RandomState,) if np is not None else ()
+
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
         np = lazy.numpy()
         if np is None or not isinstance(obj, np.random.RandomState):
             return None
-        return self.node(obj.get_state())
+        return Node(self.tag, obj.get_state())
 
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
         if isinstance(cur, lazy.numpy().random.RandomState):
@@ -274,8 +293,11 @@ class NpRandomStateKind(Handler):
 class RandomKind(Handler):
     kind = Kind.RANDOM
 
+    def requires(self) -> tuple[type, ...] | None:
+        return (random.Random,)
+
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
-        return self.node(obj.getstate()) if isinstance(obj, random.Random) else None
+        return Node(self.tag, obj.getstate()) if isinstance(obj, random.Random) else None
 
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
         if isinstance(cur, random.Random):
@@ -291,6 +313,10 @@ class RandomKind(Handler):
 class ModuleKind(Handler):
     kind = Kind.MODULE
 
+    def requires(self) -> tuple[type, ...] | None:
+        t = lazy.torch()
+        return (t.nn.Module,) if t is not None else ()
+
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
         if not lazy.is_module(obj):
             return None
@@ -300,7 +326,7 @@ class ModuleKind(Handler):
             for n, p in obj.named_parameters()
         }
         modes = [m.training for m in obj.modules()]
-        node = self.node(state, extra=(grads, modes), cls=type(obj), children={})
+        node = Node(self.tag, state, extra=(grads, modes), cls=type(obj), children={})
         cap.share(obj, node)  # an attribute may refer back to the module
         for name, sub in obj.named_modules():
             attrs = module_attributes(sub)
@@ -322,7 +348,7 @@ class ModuleKind(Handler):
                 sub = subs.get(name)
                 if sub is None:
                     raise CannotRestore(f"no submodule {name!r} to restore attributes into")
-                d = vars(sub)
+                d: dict[str, Any] = sub.__dict__
                 new = {a: r.restore(d.get(a, MISSING), c) for a, c in attrs.items()}
                 if r.apply:
                     gone = [] if leaves_out(sub) else module_attributes(sub)
@@ -356,6 +382,10 @@ class ModuleKind(Handler):
 class OptimizerKind(Handler):
     kind = Kind.OPTIMIZER
 
+    def requires(self) -> tuple[type, ...] | None:
+        t = lazy.torch()
+        return (t.optim.Optimizer,) if t is not None else ()
+
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
         if not lazy.is_optimizer(obj):
             return None
@@ -363,7 +393,7 @@ class OptimizerKind(Handler):
         values = [cap.clone(p) for p in params]
         grads = [(cap.clone(p.grad) if p.grad is not None else None) for p in params]
         state = cap.copy_tree(obj.state_dict())
-        return self.node(state, extra=(values, grads), cls=type(obj))
+        return Node(self.tag, state, extra=(values, grads), cls=type(obj))
 
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
         if not (lazy.is_optimizer(cur) and type(cur) is node.cls):
@@ -384,8 +414,12 @@ class DataLoaderKind(Handler):
 
     kind = Kind.DATALOADER
 
+    def requires(self) -> tuple[type, ...] | None:
+        t = lazy.torch()
+        return (t.utils.data.DataLoader,) if t is not None else ()
+
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
-        return self.node(loader_generators(obj)) if lazy.is_dataloader(obj) else None
+        return Node(self.tag, loader_generators(obj)) if lazy.is_dataloader(obj) else None
 
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
         if not lazy.is_dataloader(cur):
@@ -412,7 +446,7 @@ class StatefulKind(Handler):
             state = cap.copy_tree(obj.state_dict())
         except Exception as exc:  # noqa: BLE001 - any failure means "cannot capture"
             raise CannotSnapshot(f"{type(obj).__name__}.state_dict() failed: {exc}") from None
-        return self.node(state, cls=type(obj))
+        return Node(self.tag, state, cls=type(obj))
 
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
         if type(cur) is not node.cls:
@@ -441,10 +475,13 @@ class _Sequence(Handler):
 class ListKind(_Sequence):
     kind = Kind.LIST
 
+    def requires(self) -> tuple[type, ...] | None:
+        return (list,)
+
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
         if type(obj) is not list:
             return None
-        node = self.node(children=[])
+        node = Node(self.tag, children=[])
         cap.share(obj, node)
         node.children = [cap.child(x, depth, f"[{i}]") for i, x in enumerate(obj)]
         return node
@@ -467,10 +504,13 @@ class DequeKind(_Sequence):
 
     kind = Kind.DEQUE
 
+    def requires(self) -> tuple[type, ...] | None:
+        return (collections.deque,)
+
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
         if type(obj) is not collections.deque:
             return None
-        node = self.node(children=[], extra=obj.maxlen)
+        node = Node(self.tag, children=[], extra=obj.maxlen)
         cap.share(obj, node)
         node.children = [cap.child(x, depth, f"[{i}]") for i, x in enumerate(obj)]
         return node
@@ -495,10 +535,13 @@ class TupleKind(_Sequence):
 
     kind = Kind.TUPLE
 
+    def requires(self) -> tuple[type, ...] | None:
+        return (tuple,)
+
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
         if type(obj) is not tuple:
             return None
-        return self.node(children=[cap.child(x, depth, f"[{i}]") for i, x in enumerate(obj)])
+        return Node(self.tag, children=[cap.child(x, depth, f"[{i}]") for i, x in enumerate(obj)])
 
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
         items = cur if type(cur) is tuple and len(cur) == len(node.children) else ()
@@ -513,12 +556,16 @@ class NamedTupleKind(_Sequence):
 
     kind = Kind.NAMEDTUPLE
 
+    def requires(self) -> tuple[type, ...] | None:
+        return (tuple,)
+
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
         fields = tuple_fields(obj)
         if fields is None:
             return None
         names = [f".{f}" for f in fields] + [f"[{i}]" for i in range(len(fields), len(obj))]
-        return self.node(
+        return Node(
+            self.tag,
             children=[cap.child(x, depth, w) for x, w in zip(obj, names)],
             cls=type(obj),
             extra="structseq" if not hasattr(type(obj), "_make") else None,
@@ -544,10 +591,13 @@ class DictKind(Handler):
 
     kind = Kind.DICT
 
+    def requires(self) -> tuple[type, ...] | None:
+        return (dict,)
+
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
         if not (isinstance(obj, dict) and type(obj).__init__ in _PLAIN_DICT_INITS):
             return None
-        node = self.node(children=[], cls=type(obj))
+        node = Node(self.tag, children=[], cls=type(obj))
         cap.share(obj, node)
         for k, v in obj.items():
             if not isinstance(k, IMMUTABLE + (tuple,)):
@@ -589,7 +639,7 @@ class ObjectKind(Handler):
         if state is None:
             return None
         attrs, setattr_names, partial = state
-        node = self.node(partial, children={}, cls=type(obj), extra=setattr_names)
+        node = Node(self.tag, partial, children={}, cls=type(obj), extra=setattr_names)
         cap.share(obj, node)
         for k, v in attrs.items():
             node.children[k] = cap.child(v, depth, f".{k}")
@@ -637,11 +687,11 @@ class CopyKind(Handler):
 
     def capture(self, cap: Capturer, obj: Any, depth: int) -> Node | None:
         if cap.dry:
-            return self.node()
+            return Node(self.tag)
         if isinstance(obj, (set, bytearray)):
-            return self.node(copy.copy(obj))
+            return Node(self.tag, copy.copy(obj))
         try:
-            return self.node(copy.deepcopy(obj))
+            return Node(self.tag, copy.deepcopy(obj))
         except Exception as exc:  # noqa: BLE001
             raise CannotSnapshot(f"{type(obj).__name__} cannot be copied: {exc}") from None
 
@@ -678,13 +728,44 @@ KINDS: dict[str, Handler] = {h.tag: h for h in HANDLERS}
 UNSHARED = tuple(h for h in HANDLERS if not h.shared)
 SHARED = tuple(h for h in HANDLERS if h.shared)
 assert HANDLERS[: len(UNSHARED)] == UNSHARED, "unshared kinds are asked first"
-_UNKNOWN = Handler()
+UNKNOWN = Handler()
+
+# builtin types whose kind follows from the type alone (their instances have no attributes of
+# their own and cannot change their __class__): capture goes straight to the handler that the
+# walk through HANDLERS would reach for them
+EXACT: dict[type, Handler] = {
+    **{t: KINDS[Kind.VALUE] for t in IMMUTABLE},
+    list: KINDS[Kind.LIST],
+    collections.deque: KINDS[Kind.DEQUE],
+    tuple: KINDS[Kind.TUPLE],
+    dict: KINDS[Kind.DICT],
+}
+
+
+def candidates(cls: type) -> tuple[Handler, ...]:
+    """The shared handlers that may take an instance of `cls` whose `__class__` is `cls`, in
+    order: those whose `requires()` rules it out are left out. A class test is trusted only
+    where isinstance() means issubclass() of the type (no __instancecheck__ of its own)."""
+    out = []
+    for h in SHARED:
+        required = h.requires()
+        if (
+            required is None
+            or any(
+                type(r).__instancecheck__ is not type.__instancecheck__
+                or type(r).__subclasscheck__ is not type.__subclasscheck__
+                for r in required
+            )
+            or issubclass(cls, required)
+        ):
+            out.append(h)
+    return tuple(out)
 
 
 def of(kind: str) -> Handler:
     """The handler of a node kind (for a kind this florc does not know, one that cannot
     restore it)."""
-    return KINDS.get(kind, _UNKNOWN)
+    return KINDS.get(kind, UNKNOWN)
 
 
 def parts(node: Node) -> list[tuple[str, Node]]:

@@ -211,7 +211,8 @@ def graph_alive(fn: Any, limit: int = 64) -> bool:
     waiting for their episode's end, say); the `loss` of the last batch, after loss.backward(),
     is not. A graph with no saved tensor within `limit` nodes counts as alive (to be safe).
     """
-    stack, seen = [fn], set()
+    stack: list[Any] = [fn]
+    seen: set[int] = set()
     while stack and len(seen) < limit:
         node = stack.pop()
         if node is None or id(node) in seen:

@@ -35,7 +35,7 @@ class Restorer:
         key = id(node)
         if key in self.done:
             return self.done[key]
-        result = kinds.of(node.kind).restore(self, current, node)
+        result = kinds.KINDS.get(node.kind, kinds.UNKNOWN).restore(self, current, node)
         self.done[key] = result
         return result
 
