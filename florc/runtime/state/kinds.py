@@ -342,6 +342,7 @@ class ModuleKind(Handler):
             raise CannotRestore(f"expected a {node.cls.__name__} module to restore into")
         if r.apply:
             _load_module(cur, node)
+        r.begin(node, cur)
         if node.children:
             subs = dict(cur.named_modules())
             for name, attrs in node.children.items():
@@ -487,16 +488,17 @@ class ListKind(_Sequence):
         return node
 
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
-        items = cur if type(cur) is list else []
+        same = type(cur) is list
+        target = cur if same else []
+        r.begin(node, target)
+        items = cur if same else []
         new = [
             r.restore(items[i] if i < len(items) else MISSING, c)
             for i, c in enumerate(node.children)
         ]
-        if type(cur) is list:
-            if r.apply:
-                cur[:] = new
-            return cur
-        return new
+        if r.apply or not same:
+            target[:] = new
+        return target
 
 
 class DequeKind(_Sequence):
@@ -517,17 +519,20 @@ class DequeKind(_Sequence):
 
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
         same = type(cur) is collections.deque and cur.maxlen == node.extra
+        if same:
+            target = cur
+        else:
+            target = collections.deque(maxlen=node.extra) if r.apply else None
+        r.begin(node, target)
         items = list(cur) if same else []
         new = [
             r.restore(items[i] if i < len(items) else MISSING, c)
             for i, c in enumerate(node.children)
         ]
-        if same:
-            if r.apply:
-                cur.clear()
-                cur.extend(new)
-            return cur
-        return collections.deque(new, maxlen=node.extra) if r.apply else None
+        if r.apply:
+            target.clear()
+            target.extend(new)
+        return target
 
 
 class TupleKind(_Sequence):
@@ -608,14 +613,14 @@ class DictKind(Handler):
     def restore(self, r: Restorer, cur: Any, node: Node) -> Any:
         cls = node.cls or dict
         same = type(cur) is cls
+        target = cur if same else cls()
+        r.begin(node, target)
         base = cur if same else {}
         pairs = [(key, r.restore(base.get(key, MISSING), c)) for key, c in node.children]
-        if same:
-            if r.apply:
-                cur.clear()
-                cur.update(pairs)
-            return cur
-        return cls(pairs)
+        if r.apply or not same:
+            target.clear()
+            target.update(pairs)
+        return target
 
     def compare(self, d: Comparison, a: Node, b: Node) -> None:
         ka, kb = dict(a.children), dict(b.children)
@@ -656,6 +661,7 @@ class ObjectKind(Handler):
             if partial or cls.__new__ is not object.__new__:
                 raise CannotRestore(f"a {cls.__name__} cannot be recreated from its attributes")
             target = object.__new__(cls) if r.apply else None
+        r.begin(node, target)
         attrs = attributes_of(cur, setattr_names) if same else {}
         new = {a: r.restore(attrs.get(a, MISSING), c) for a, c in node.children.items()}
         if r.apply and target is not None:

@@ -10,6 +10,9 @@ sees its restored items.
 Restoring is two-phase: a first pass with `apply=False` walks the whole tree and changes
 nothing, verifying that every path can be restored; only then does the second pass change
 objects. A checkpoint that does not fit the current objects is refused before anything changes.
+
+An object met twice (two paths to it, a back-reference) is one node and restores to one object:
+a container says which object it restores into before its children are restored.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ class Restorer:
         result = kinds.KINDS.get(node.kind, kinds.UNKNOWN).restore(self, current, node)
         self.done[key] = result
         return result
+
+    def begin(self, node: Node, target: Any) -> None:
+        """`node` restores to `target`: said before its children are restored, so that a
+        child referring back to it (a callback's `trainer`, a list holding itself) finds the
+        object instead of restoring it again, endlessly."""
+        self.done[id(node)] = target
 
 
 def restore(scope: Scope, snap: Snapshot) -> None:
