@@ -286,6 +286,11 @@ def test_a_back_reference_restores_to_the_object_it_refers_to() -> None:
     assert ns["trainer"] is trainer and trainer.step == 0
     assert trainer.callbacks[0] is callback and callback.calls == 0 and callback.trainer is trainer
 
+    now = st.capture(_scope(ns), ["trainer"], set())
+    assert fidelity.snapshot_diff(snap, now).ok  # compared once around the cycle
+    callback.calls = 1
+    assert not fidelity.snapshot_diff(snap, st.capture(_scope(ns), ["trainer"], set())).ok
+
     ns["trainer"] = None  # rebound to something it cannot be restored into: recreated whole
     st.restore(_scope(ns), snap)
     again = ns["trainer"]

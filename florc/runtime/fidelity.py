@@ -145,7 +145,8 @@ class SnapshotDiff:
         self.ok = True  # within tolerance
         self.same_kind = True
         self.not_compared = 0  # opaque values whose state could not be compared
-        self.seen: set[tuple[int, int]] = set()
+        self.seen: set[tuple[int, int]] = set()  # pairs of opaque values compared
+        self.seen_nodes: set[tuple[int, int]] = set()
 
     def differ(self) -> None:
         self.same_kind = False
@@ -248,7 +249,12 @@ class SnapshotDiff:
             self.differ()
 
     def node(self, a: st.Node, b: st.Node) -> None:
-        """Two nodes: of one kind, compared as their kind's handler says (kinds.py)."""
+        """Two nodes: of one kind, compared as their kind's handler says (kinds.py). A pair
+        met again (an object two paths lead to, a back-reference) is compared once."""
+        key = (id(a), id(b))
+        if key in self.seen_nodes:
+            return
+        self.seen_nodes.add(key)
         if a.kind != b.kind:
             self.differ()
             return

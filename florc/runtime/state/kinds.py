@@ -100,8 +100,9 @@ class Handler:
 
     kind: ClassVar[Kind]
     tag: ClassVar[str] = "?"  # kind's value: the plain string stored in Node.kind
-    # one node per object, memoized by identity (two paths to one list restore to one list);
-    # handlers that are not come first in HANDLERS and are asked before the memo is
+    # one node per object, memoized by identity (two paths to one list restore to one list).
+    # The unshared kinds (values, references: no identity to keep) come first in HANDLERS and
+    # are asked before the memo is looked at
     shared: ClassVar[bool] = True
 
     def __init_subclass__(cls) -> None:
