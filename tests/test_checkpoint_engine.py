@@ -695,7 +695,7 @@ class Sealed:
 def test_opaque_objects_are_compared_by_state_never_by_identity() -> None:
     from florc.runtime import fidelity
 
-    def diff(a: object, b: object) -> fidelity._Diff:
+    def diff(a: object, b: object) -> fidelity.SnapshotDiff:
         return fidelity.snapshot_diff(_snapshot_of(x=a), _snapshot_of(x=b))
 
     same = diff(Opaque(3), Opaque(3))  # two objects, one state

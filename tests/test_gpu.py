@@ -1,7 +1,7 @@
 """On a CUDA GPU: record → edit → replay of a training script whose state lives on the GPU.
 
 Skipped without CUDA. The checkpoints copy GPU tensors to pinned host buffers on a side stream
-(state.py); replay must restore them onto the GPU and print exactly what a plain run prints.
+(runtime/state/capture.py); replay must restore them onto the GPU and print exactly what a plain run prints.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from florc.runtime import state as st
+from florc.runtime.state import kinds
 from florc.store.index import CorruptBlob
 
 FORMAT = 2
@@ -127,7 +128,7 @@ def _cloud_pickler_class(probe: bool = False) -> Any:
             persistent_id = _tensor_ref
 
             def reducer_override(self, obj: Any) -> Any:
-                if isinstance(obj, (type, types.FunctionType)) and st._importable(obj):
+                if isinstance(obj, (type, types.FunctionType)) and st.importable(obj):
                     return NotImplemented
                 return super().reducer_override(obj)
 
@@ -145,25 +146,6 @@ def _problem(value: Any) -> Exception | None:
     except Exception as exc:  # noqa: BLE001
         return exc
     return None
-
-
-def _node_parts(node: st.Node) -> list[tuple[str, st.Node]]:
-    k, ch = node.kind, node.children
-    if not ch:
-        return []
-    if k in ("list", "tuple", "namedtuple", "deque"):
-        return [(f"[{i}]", c) for i, c in enumerate(ch)]
-    if k == "dict":
-        return [(f"[{key!r}]", c) for key, c in ch]
-    if k == "object":
-        return [(f".{a}", c) for a, c in ch.items()]
-    if k == "module":
-        return [
-            (f".{name}.{a}" if name else f".{a}", c)
-            for name, attrs in ch.items()
-            for a, c in attrs.items()
-        ]
-    return []
 
 
 def _value_parts(value: Any) -> list[tuple[str, Any]]:
@@ -201,7 +183,7 @@ def find_unserialisable(snap: st.Snapshot) -> Unserialisable | None:
         if id(node) in seen:
             return None
         seen.add(id(node))
-        for seg, child in _node_parts(node):
+        for seg, child in kinds.parts(node):
             found = in_node(child, where + seg)
             if found is not None:
                 return found

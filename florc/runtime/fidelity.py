@@ -27,6 +27,7 @@ from typing import Any
 
 from florc.contract import Evidence
 from florc.runtime import state as st
+from florc.runtime.state import Kind, kinds, lazy
 
 RTOL = 1e-5
 ATOL = 1e-8
@@ -132,15 +133,20 @@ def compare_shaped(
     return LineComparison(0.0, True, False, {kind: 1})
 
 
-class _Diff:
-    """Walks two snapshot trees; collects the largest numeric difference."""
+class SnapshotDiff:
+    """Walks two snapshot trees; collects the largest numeric difference.
+
+    The walk over nodes dispatches on the kinds registry (each kind says which of its parts are
+    compared with which); the leaves (numbers, tensors, arrays, copied objects) are compared
+    here, within RTOL/ATOL."""
 
     def __init__(self) -> None:
         self.worst = 0.0
         self.ok = True  # within tolerance
         self.same_kind = True
         self.not_compared = 0  # opaque values whose state could not be compared
-        self.seen: set[tuple[int, int]] = set()
+        self.seen: set[tuple[int, int]] = set()  # pairs of opaque values compared
+        self.seen_nodes: set[tuple[int, int]] = set()
 
     def differ(self) -> None:
         self.same_kind = False
@@ -175,7 +181,7 @@ class _Diff:
             self.worst = max(self.worst, d)
             self.ok = self.ok and bool(np.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True))
             return
-        torch = st._torch()
+        torch = lazy.torch()
         if torch.equal(a, b):
             return
         if not (a.is_floating_point() or a.is_complex()):
@@ -243,41 +249,16 @@ class _Diff:
             self.differ()
 
     def node(self, a: st.Node, b: st.Node) -> None:
+        """Two nodes: of one kind, compared as their kind's handler says (kinds.py). A pair
+        met again (an object two paths lead to, a back-reference) is compared once."""
+        key = (id(a), id(b))
+        if key in self.seen_nodes:
+            return
+        self.seen_nodes.add(key)
         if a.kind != b.kind:
             self.differ()
             return
-        if a.kind in ("list", "tuple", "namedtuple", "deque"):
-            if len(a.children) != len(b.children):
-                self.differ()
-            for x, y in zip(a.children, b.children):
-                self.node(x, y)
-        elif a.kind == "dict":
-            ka, kb = dict(a.children), dict(b.children)
-            if set(ka) != set(kb):
-                self.differ()
-            for k in set(ka) & set(kb):
-                self.node(ka[k], kb[k])
-        elif a.kind == "object":
-            if set(a.children) != set(b.children):
-                self.differ()
-            for k in set(a.children) & set(b.children):
-                self.node(a.children[k], b.children[k])
-        elif a.kind == "ref":
-            return
-        elif a.kind == "copy":
-            self.tree(a.value, b.value)
-        else:
-            self.tree((a.value, a.extra), (b.value, b.extra))
-            # a module's plain attributes, submodule by submodule (None: recorded without them)
-            if a.kind == "module" and a.children is not None and b.children is not None:
-                ca, cb = a.children, b.children
-                if set(ca) != set(cb):
-                    self.differ()
-                for name in set(ca) & set(cb):
-                    if set(ca[name]) != set(cb[name]):
-                        self.differ()
-                    for attr in set(ca[name]) & set(cb[name]):
-                        self.node(ca[name][attr], cb[name][attr])
+        kinds.of(a.kind).compare(self, a, b)
 
 
 _SEQUENCES = (list, tuple, collections.deque)
@@ -298,14 +279,14 @@ def _pickled(x: Any) -> bytes | None:
 
 
 def _is_array(x: Any) -> bool:
-    t = st._torch()
+    t = lazy.torch()
     if t is not None and isinstance(x, t.Tensor):
         return True
     return _numpy_of(x) is not None
 
 
 def _numpy_of(x: Any) -> Any:
-    np = st._numpy()
+    np = lazy.numpy()
     return np if np is not None and isinstance(x, np.ndarray) else None
 
 
@@ -326,25 +307,19 @@ def leave_out(snapshot: st.Snapshot, paths: dict[str, str]) -> dict[str, int]:
             continue
         node = snapshot.paths.get(root)
         for name in rest[:-1]:
-            if node is None or node.kind != "object":
+            if node is None or node.kind != Kind.OBJECT:
                 break
             node = node.children.get(name)
-        if node is not None and node.kind == "object" and rest[-1] in node.children:
+        if node is not None and node.kind == Kind.OBJECT and rest[-1] in node.children:
             del node.children[rest[-1]]
             dropped[kind] = dropped.get(kind, 0) + 1
     return dropped
 
 
-def compare_snapshots(recorded: st.Snapshot, replayed: st.Snapshot) -> tuple[float | None, bool]:
-    """(max abs difference, within tolerance) over the paths both hold, and the RNG states."""
-    d = snapshot_diff(recorded, replayed)
-    return (d.worst if d.same_kind else None), d.ok
-
-
-def snapshot_diff(recorded: st.Snapshot, replayed: st.Snapshot) -> _Diff:
+def snapshot_diff(recorded: st.Snapshot, replayed: st.Snapshot) -> SnapshotDiff:
     """The comparison itself: also says how many values could not be compared by state
     (`not_compared`; a path the replay could not capture counts as one)."""
-    d = _Diff()
+    d = SnapshotDiff()
     for path in set(recorded.paths) & set(replayed.paths):
         d.node(recorded.paths[path], replayed.paths[path])
     d.not_compared += len(set(recorded.paths) - set(replayed.paths))
