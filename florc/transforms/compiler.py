@@ -22,9 +22,10 @@ from florc.project import is_project_file
 from florc.transforms.clocks import ClockTaint, log_statement_shapes, project_taints
 from florc.transforms.effects import Project, child_nodes, descendants, minimal
 from florc.transforms.instrument import instrument, loops_not_instrumented
-from florc.transforms.mainloop import CallIndex, MainLoop, find_main_loop
+from florc.transforms.mainloop import MainLoop, find_main_loop
 from florc.transforms.modules import ModuleInfo, analyse_module, read_source
 from florc.transforms.nondeterminism import find_nondeterminism
+from florc.transforms.resolve import ProjectIndex
 from florc.transforms.syntax import (
     RESERVED_PREFIX,
     dotted,
@@ -179,7 +180,7 @@ def find_script_main_loop(script: Path, root: Path, source: str | None = None) -
     file's (a version from git)."""
     with paused_gc():
         modules = discover_modules(script.resolve(), root.resolve(), script_source=source)
-        return find_main_loop(CallIndex(modules), modules[0])
+        return find_main_loop(ProjectIndex(modules), modules[0])
 
 
 def discover_modules(
