@@ -3,6 +3,11 @@
 Replay is faithful when the two differ only in log statements. The comparison strips log
 statements, comments and blank lines from both versions and diffs what is left (the *training
 skeleton*); any remaining difference is a change to training and is listed line by line.
+
+Replay calls compile_and_align: the edited project is compiled once, and the modules the compile
+analysed are aligned as they are (align_modules), so each source text is parsed once. The same
+call decides, from the syntax tree's positions, whether a new log statement lies outside the
+main loop (new_statement_after_main_loop), which makes the replay run on past the loop.
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
 """The compile pipeline: discover the project's modules, analyse, pick the main loop, instrument.
 
-Passes, in order: parse (each file) -> collect (imports, functions, loops, log statements) ->
-summarise effects (whole project) -> find the main loop -> changesets per loop -> instrument.
-The result is plain data (a manifest) that the runtime consumes; the runtime never imports libcst.
+Passes, in order: parse and collect each file (imports, functions, loops, log statements:
+modules.py) -> summarise effects over the whole project (effects.py, resolving calls with
+resolve.py) -> find the main loop (mainloop.py) -> per loop its changeset, and per file the
+values derived from clocks (clocks.py) and the nondeterminism warnings (nondeterminism.py) ->
+instrument (instrument.py). The result is a CompileResult (florc/contract.py), plain data the
+runtime consumes; the runtime never imports libcst. Replay aligns the compiled modules with the
+recorded sources (align.py) before their trees are dropped.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from florc.errors import SourceError
 from florc.project import is_project_file
 from florc.transforms.clocks import ClockTaint, log_statement_shapes, project_taints
 from florc.transforms.effects import Project, child_nodes, descendants, minimal
-from florc.transforms.instrument import instrument, loops_not_instrumented
+from florc.transforms.instrument import instrument, is_instrumented, loops_not_instrumented
 from florc.transforms.mainloop import MainLoop, find_main_loop
 from florc.transforms.modules import ModuleInfo, analyse_module, read_source
 from florc.transforms.nondeterminism import find_nondeterminism
@@ -110,8 +114,7 @@ def _small_statements(tree: cst.Module) -> Iterator[cst.BaseSmallStatement]:
 
 
 def _check_reserved(info: ModuleInfo) -> None:
-    from florc.transforms.instrument import is_instrumented
-
+    """A name of the user's that florc's generated code could clash with: a SourceError."""
     if RESERVED_PREFIX not in info.source or is_instrumented(info.source):
         return
     for node in descendants(info.tree):
@@ -222,9 +225,8 @@ def discover_modules(
             source = script_source
         else:
             source = read_source(path, relpath)
-        known = (known_names or {}).get(relpath) if known_names is not None else None
-        if known_names is not None and known is None:
-            known = frozenset()  # a file the recorded run did not have: every name is new
+        # a file the recorded run did not have: every name is new
+        known = None if known_names is None else known_names.get(relpath, frozenset())
         info = analyse_module(source, path, relpath, modname, known)
         _check_reserved(info)
         modules.append(info)

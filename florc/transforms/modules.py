@@ -11,6 +11,7 @@ from pathlib import Path
 import libcst as cst
 from libcst._nodes.internal import CodegenState
 
+from florc.errors import SourceError
 from florc.transforms.logstatements import LogStatementFinder
 from florc.transforms.syntax import (
     MAIN_LOOP_PRAGMA,
@@ -113,8 +114,7 @@ class ModuleInfo:
 
 
 def read_source(path: Path, shown: str) -> str:
-    from florc.errors import SourceError
-
+    """A source file's text; a missing, unreadable or non-UTF-8 file is a SourceError."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
