@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -822,7 +823,7 @@ class _EffectWalker:
         for u in summary.unbounded:
             self._inherit(call if call is not None else at, fn.qualname, u)
         params = list(fn.params)
-        bound_args: dict[str, set[Path]] = {}
+        bound_args: dict[str, AbstractSet[Path]] = {}
         every_arg: set[Path] = set()
         if call is not None:
             if args is None:
@@ -861,7 +862,7 @@ class _EffectWalker:
                 changed.add(self._global(module.module_name, path))
 
 
-def _nonmodule(paths: set[Path], walker: _EffectWalker) -> set[Path]:
+def _nonmodule(paths: AbstractSet[Path], walker: _EffectWalker) -> set[Path]:
     """Drop receivers that are imported library modules (`torch`, `np.random`)."""
     out = set()
     for p in paths:

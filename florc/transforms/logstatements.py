@@ -157,9 +157,11 @@ class LogStatementFinder:
         if isinstance(stmt, cst.Pass):
             return False
         names = _assigned_names(stmt)
-        return bool(names) and all(n in self.log_assign_names for n in names)
+        if not names:
+            return False
+        return all(n in self.log_assign_names for n in names)
 
-    def _block_is_log(self, body: Iterable[cst.BaseStatement]) -> bool:
+    def _block_is_log(self, body: Iterable[cst.CSTNode]) -> bool:
         stmts = list(body)
         return (
             bool(stmts)
