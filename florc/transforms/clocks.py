@@ -40,6 +40,7 @@ import ast
 import bisect
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -431,7 +432,7 @@ class _Declare(_Scoped):
         if isinstance(node.ctx, (ast.Store, ast.Del)):
             self._bind(node.id)
 
-    def visit_Global(self, node: ast.Global) -> None:
+    def visit_Global(self, node: ast.Global | ast.Nonlocal) -> None:
         fn = self.fn
         if fn is not None:
             self.t.fns[fn].declared_global.update(node.names)
@@ -652,7 +653,7 @@ class _Shaper:
                 return self.format(fmt, node)
         return self.value(node)
 
-    def percent(self, fmt: str, operands: list[ast.AST], whole: ast.AST) -> list[Part]:
+    def percent(self, fmt: str, operands: Sequence[ast.AST], whole: ast.AST) -> list[Part]:
         """`"... %d ... %.2f" % (a, b)`: text and values in order."""
         specs = [m for m in _PERCENT.finditer(fmt) if m.group("conv") != "%"]
         if any(m.group("width") == "*" or m.group("prec") == "*" for m in specs):

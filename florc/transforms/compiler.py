@@ -1,8 +1,12 @@
 """The compile pipeline: discover the project's modules, analyse, pick the main loop, instrument.
 
-Passes, in order: parse (each file) -> collect (imports, functions, loops, log statements) ->
-summarise effects (whole project) -> find the main loop -> changesets per loop -> instrument.
-The result is plain data (a manifest) that the runtime consumes; the runtime never imports libcst.
+Passes, in order: parse and collect each file (imports, functions, loops, log statements:
+modules.py) -> summarise effects over the whole project (effects.py, resolving calls with
+resolve.py) -> find the main loop (mainloop.py) -> per loop its changeset, and per file the
+values derived from clocks (clocks.py) and the nondeterminism warnings (nondeterminism.py) ->
+instrument (instrument.py). The result is a CompileResult (florc/contract.py), plain data the
+runtime consumes; the runtime never imports libcst. Replay aligns the compiled modules with the
+recorded sources (align.py) before their trees are dropped.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import gc
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import libcst as cst
@@ -21,10 +26,11 @@ from florc.errors import SourceError
 from florc.project import is_project_file
 from florc.transforms.clocks import ClockTaint, log_statement_shapes, project_taints
 from florc.transforms.effects import Project, child_nodes, descendants, minimal
-from florc.transforms.instrument import instrument, loops_not_instrumented
-from florc.transforms.mainloop import CallIndex, MainLoop, find_main_loop
+from florc.transforms.instrument import instrument, is_instrumented, loops_not_instrumented
+from florc.transforms.mainloop import MainLoop, find_main_loop
 from florc.transforms.modules import ModuleInfo, analyse_module, read_source
 from florc.transforms.nondeterminism import find_nondeterminism
+from florc.transforms.resolve import ProjectIndex
 from florc.transforms.syntax import (
     RESERVED_PREFIX,
     dotted,
@@ -52,9 +58,11 @@ def _import_name(path: Path, script: Path, root: Path) -> str:
     return module_name_for(path, base)
 
 
-def _resolve_import_file(
-    root: Path, base_dir: Path, dotted_name: str, level: int
-) -> Iterator[Path]:
+def resolve_import_file(root: Path, base_dir: Path, dotted_name: str, level: int) -> Iterator[Path]:
+    """The files an import may load: those of every prefix of the dotted name (`a/b.py` or
+    `a/b/__init__.py`, then `a.py` or `a/__init__.py`), looked up in base_dir and root for an
+    absolute import (level 0), in base_dir for `from . import` (level 1), in its parent for
+    `from .. import` (level 2), and so on."""
     parts = dotted_name.split(".") if dotted_name else []
     starts = [base_dir] if level == 0 else [base_dir.parents[level - 2] if level > 1 else base_dir]
     if level == 0:
@@ -68,22 +76,25 @@ def _resolve_import_file(
                     break
 
 
+_resolve_import_file = resolve_import_file  # the name the commit-hook check imports
+
+
 def _imported_files(info: ModuleInfo, root: Path) -> list[Path]:
     out: list[Path] = []
     for node in _small_statements(info.tree):
         if isinstance(node, cst.Import):
             for alias in node.names:
                 name = ".".join(dotted(alias.name) or ())  # type: ignore[arg-type]
-                out.extend(_resolve_import_file(root, info.path.parent, name, 0))
+                out.extend(resolve_import_file(root, info.path.parent, name, 0))
         elif isinstance(node, cst.ImportFrom):
             mod = ".".join(dotted(node.module) or ()) if node.module is not None else ""  # type: ignore[arg-type]
             level = len(node.relative)
-            out.extend(_resolve_import_file(root, info.path.parent, mod, level))
+            out.extend(resolve_import_file(root, info.path.parent, mod, level))
             if not isinstance(node.names, cst.ImportStar):
                 for alias in node.names:
                     if isinstance(alias.name, cst.Name):
                         sub = f"{mod}.{alias.name.value}" if mod else alias.name.value
-                        out.extend(_resolve_import_file(root, info.path.parent, sub, level))
+                        out.extend(resolve_import_file(root, info.path.parent, sub, level))
     return out
 
 
@@ -103,8 +114,7 @@ def _small_statements(tree: cst.Module) -> Iterator[cst.BaseSmallStatement]:
 
 
 def _check_reserved(info: ModuleInfo) -> None:
-    from florc.transforms.instrument import is_instrumented
-
+    """A name of the user's that florc's generated code could clash with: a SourceError."""
     if RESERVED_PREFIX not in info.source or is_instrumented(info.source):
         return
     for node in descendants(info.tree):
@@ -119,19 +129,34 @@ def _check_reserved(info: ModuleInfo) -> None:
             )
 
 
+@dataclass
+class Compiled:
+    """A compile's result and the analysed modules it was made from (the script first). The
+    modules hold syntax trees: keep them only as long as they are needed (align_modules and
+    new_statement_after_main_loop take them), never while the script runs."""
+
+    result: CompileResult
+    modules: list[ModuleInfo]
+
+
 def compile_project(
-    script: Path,
-    root: Path,
-    known_names: dict[str, frozenset[str]] | None = None,
-    extra_files: list[Path] | None = None,
+    script: Path, root: Path, known_names: dict[str, frozenset[str]] | None = None
 ) -> CompileResult:
     """Analyse and instrument the script and the project modules it imports.
 
     known_names: per relpath, identifiers of the recorded version (enables the rule that an
     assignment to a new name used only by log statements is itself a log statement).
     """
+    return compile_modules(script, root, known_names).result
+
+
+def compile_modules(
+    script: Path, root: Path, known_names: dict[str, frozenset[str]] | None = None
+) -> Compiled:
+    """compile_project, with the analysed modules (for aligning them with a recorded version
+    without analysing them again)."""
     with paused_gc():
-        return _compile_project(script.resolve(), root.resolve(), known_names, extra_files)
+        return _compile_project(script.resolve(), root.resolve(), known_names)
 
 
 @contextmanager
@@ -148,12 +173,9 @@ def paused_gc() -> Iterator[None]:
 
 
 def _compile_project(
-    script: Path,
-    root: Path,
-    known_names: dict[str, frozenset[str]] | None,
-    extra_files: list[Path] | None,
-) -> CompileResult:
-    modules = discover_modules(script, root, known_names, extra_files)
+    script: Path, root: Path, known_names: dict[str, frozenset[str]] | None
+) -> Compiled:
+    modules = discover_modules(script, root, known_names)
     project = Project(modules)
     main = find_main_loop(project, modules[0])
     files: dict[str, FileManifest] = {}
@@ -161,7 +183,7 @@ def _compile_project(
     for info in modules:
         files[info.relpath] = _file_manifest(project, info, taints[info.relpath])
     fw = main.framework
-    return CompileResult(
+    result = CompileResult(
         script=modules[0].relpath,
         root=str(root),
         main_loop=main.loop.loop_id if main.loop else None,
@@ -171,6 +193,7 @@ def _compile_project(
         files=files,
         warnings=[w for info in modules for w in find_nondeterminism(info)],
     )
+    return Compiled(result, modules)
 
 
 def find_script_main_loop(script: Path, root: Path, source: str | None = None) -> MainLoop:
@@ -179,22 +202,19 @@ def find_script_main_loop(script: Path, root: Path, source: str | None = None) -
     file's (a version from git)."""
     with paused_gc():
         modules = discover_modules(script.resolve(), root.resolve(), script_source=source)
-        return find_main_loop(CallIndex(modules), modules[0])
+        return find_main_loop(ProjectIndex(modules), modules[0])
 
 
 def discover_modules(
     script: Path,
     root: Path,
     known_names: dict[str, frozenset[str]] | None = None,
-    extra_files: list[Path] | None = None,
     script_source: str | None = None,
 ) -> list[ModuleInfo]:
     """The script and the project modules it imports (transitively), parsed and collected."""
     modules: list[ModuleInfo] = []
     seen: set[Path] = set()
     todo: list[tuple[Path, str]] = [(script, "__main__")]
-    for extra in extra_files or []:
-        todo.append((extra.resolve(), _import_name(extra.resolve(), script, root)))
     while todo:
         path, modname = todo.pop(0)
         if path in seen:
@@ -205,9 +225,8 @@ def discover_modules(
             source = script_source
         else:
             source = read_source(path, relpath)
-        known = (known_names or {}).get(relpath) if known_names is not None else None
-        if known_names is not None and known is None:
-            known = frozenset()  # a file the recorded run did not have: every name is new
+        # a file the recorded run did not have: every name is new
+        known = None if known_names is None else known_names.get(relpath, frozenset())
         info = analyse_module(source, path, relpath, modname, known)
         _check_reserved(info)
         modules.append(info)
@@ -298,10 +317,7 @@ def _clock_fields(found: tuple[list[list[list[object]]], str] | None) -> dict[st
 
 
 def _inside(info: ModuleInfo, inner: cst.CSTNode, outer: cst.CSTNode) -> bool:
-    a, b = info.spans.get(id(inner)), info.spans.get(id(outer))
-    if a is None or b is None:
-        return False
-    return b[:2] <= a[:2] and a[2:] <= b[2:]
+    return info.inside(inner, outer)
 
 
 def _names_read(info: ModuleInfo) -> dict[str, tuple[int, int]]:

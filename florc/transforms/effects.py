@@ -28,12 +28,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
 import libcst as cst
 
 from florc.transforms.modules import FunctionInfo, ModuleInfo
+from florc.transforms.resolve import Imported, ProjectIndex, function_key
 from florc.transforms.syntax import (
     BUILTIN_NAMES,
     PURE_BUILTINS,
@@ -123,15 +125,12 @@ class Summary:
         return (self.mutated, self.unbounded)
 
 
-def function_key(module: ModuleInfo, qualname: str) -> str:
-    return f"{module.relpath}:{qualname}"
-
-
-class Project:
-    """All analysed modules, with name resolution and function summaries."""
+class Project(ProjectIndex):
+    """All analysed modules, with name resolution (ProjectIndex) and function summaries. The
+    per-scope facts and walked regions it caches live as long as it does, not the process."""
 
     def __init__(self, modules: Sequence[ModuleInfo], max_analyses: int | None = None) -> None:
-        self._index(modules)
+        super().__init__(modules)
         self.summaries: dict[str, Summary] = {k: Summary() for k in self.functions}
         self.escaping: set[str] = set()
         for m in modules:
@@ -143,78 +142,6 @@ class Project:
         self.analyses = 0  # function bodies analysed by the fixpoint (a measure of its work)
         budget = MAX_ANALYSES_PER_FUNCTION * len(self.functions) + len(self.functions)
         self._compute_summaries(budget if max_analyses is None else max_analyses)
-
-    def _index(self, modules: Sequence[ModuleInfo]) -> None:
-        """The project's modules by import name, its functions by key, methods by name."""
-        self.modules = {m.module_name: m for m in modules}
-        self.functions: dict[str, tuple[ModuleInfo, FunctionInfo]] = {}
-        self.by_method_name: dict[str, list[str]] = {}
-        for m in modules:
-            for q, fn in m.functions.items():
-                key = function_key(m, q)
-                self.functions[key] = (m, fn)
-                if fn.is_method:
-                    self.by_method_name.setdefault(fn.name, []).append(key)
-
-    # resolution ------------------------------------------------------------
-    def module_for_import(
-        self, importer: ModuleInfo, target: str
-    ) -> tuple[ModuleInfo | None, str | None]:
-        """`imports` value -> (project module, attribute) when it names project code."""
-        mod, _, attr = target.partition(":")
-        if mod.startswith("."):
-            level = len(mod) - len(mod.lstrip("."))
-            pkg = importer.module_name.split(".")
-            if importer.path.name != "__init__.py":
-                pkg = pkg[:-1]
-            pkg = pkg[: len(pkg) - (level - 1)] if level > 1 else pkg
-            rest = mod.lstrip(".")
-            mod = ".".join([*pkg, rest] if rest else pkg)
-        if attr and f"{mod}.{attr}" in self.modules:
-            return self.modules[f"{mod}.{attr}"], None
-        return self.modules.get(mod), (attr or None)
-
-    def resolve_name(self, module: ModuleInfo, scope: str, name: str) -> list[str]:
-        """Project functions a plain-name call may reach (a class resolves to its __init__)."""
-        prefix = scope
-        while prefix and prefix != "<module>":
-            q = f"{prefix}.<locals>.{name}"
-            if q in module.functions:
-                return [function_key(module, q)]
-            prefix = prefix.rsplit(".<locals>.", 1)[0] if ".<locals>." in prefix else ""
-        if name in module.functions:
-            return [function_key(module, name)]
-        if name in module.classes:
-            return self._class_init(module, name)
-        target = module.imports.get(name)
-        if target is not None:
-            other, attr = self.module_for_import(module, target)
-            if other is not None and attr is not None:
-                if attr in other.functions:
-                    return [function_key(other, attr)]
-                if attr in other.classes:
-                    return self._class_init(other, attr)
-        return []
-
-    def _class_init(self, module: ModuleInfo, cls: str) -> list[str]:
-        q = f"{cls}.__init__"
-        return [function_key(module, q)] if q in module.functions else []
-
-    def is_project_name(self, module: ModuleInfo, scope: str, name: str) -> bool:
-        if self.resolve_name(module, scope, name) or name in module.classes:
-            return True
-        target = module.imports.get(name)  # `from model import GPTConfig` (no __init__ of its own)
-        if target is not None:
-            other, attr = self.module_for_import(module, target)
-            return other is not None and attr is not None and attr in other.classes
-        return False
-
-    def is_library_name(self, module: ModuleInfo, name: str) -> bool:
-        target = module.imports.get(name)
-        if target is None:
-            return False
-        other, _ = self.module_for_import(module, target)
-        return other is None
 
     # summaries -------------------------------------------------------------
     def _compute_summaries(self, budget: int) -> None:
@@ -378,11 +305,8 @@ class _Scope:
     def _is_state_root(self, name: str) -> bool:
         if name.startswith(RESERVED_PREFIX):
             return False
-        target = self.module.imports.get(name)
-        if target is not None:
-            other, _ = self.project.module_for_import(self.module, target)
-            if other is None:
-                return False  # a library module or class: its own state (RNGs) is captured apart
+        if self.project.is_library_name(self.module, name):
+            return False  # a library module or class: its own state (RNGs) is captured apart
         if name in BUILTIN_NAMES and name not in self.module.imports:
             return False
         return not self.project.is_project_name(self.module, self.scope, name)
@@ -815,31 +739,20 @@ class _EffectWalker:
             method = func.attr.value
             receiver = func.value
             chain = dotted(receiver)
-            if chain is not None and len(chain) == 1 and chain[0] in self.module.imports:
-                other, attr = self.project.module_for_import(
-                    self.module, self.module.imports[chain[0]]
-                )
-                if other is not None and attr is None:
-                    if method in other.functions:
+            if chain is not None and len(chain) == 1:
+                kind, other = self.project.imported(self.module, chain[0])
+                if kind is Imported.PROJECT_MODULE and other is not None:  # utils.f(...)
+                    for key in self.project.top_level(other, method):
                         self._defer(
                             self._apply,
-                            f"{other.relpath}:{method}",
+                            key,
                             node,
                             receiver=None,
+                            skip_self=key.endswith(".__init__"),
                             args=arg_paths,
                         )
-                    elif method in other.classes:
-                        for key in self.project._class_init(other, method):
-                            self._defer(
-                                self._apply,
-                                key,
-                                node,
-                                receiver=None,
-                                skip_self=True,
-                                args=arg_paths,
-                            )
                     return
-                if other is None and attr is None:  # a library module: torch.x(...), np.y(...)
+                if kind is Imported.LIBRARY_MODULE:  # torch.x(...), np.y(...)
                     if not method[:1].isupper():
                         self.effects.changed_objects |= arg_paths
                     return
@@ -910,7 +823,7 @@ class _EffectWalker:
         for u in summary.unbounded:
             self._inherit(call if call is not None else at, fn.qualname, u)
         params = list(fn.params)
-        bound_args: dict[str, set[Path]] = {}
+        bound_args: dict[str, AbstractSet[Path]] = {}
         every_arg: set[Path] = set()
         if call is not None:
             if args is None:
@@ -949,14 +862,11 @@ class _EffectWalker:
                 changed.add(self._global(module.module_name, path))
 
 
-def _nonmodule(paths: set[Path], walker: _EffectWalker) -> set[Path]:
+def _nonmodule(paths: AbstractSet[Path], walker: _EffectWalker) -> set[Path]:
     """Drop receivers that are imported library modules (`torch`, `np.random`)."""
     out = set()
     for p in paths:
-        target = walker.module.imports.get(p[0])
-        if target is not None and ":" not in target:
-            other, _ = walker.project.module_for_import(walker.module, target)
-            if other is None:
-                continue
-        out.add(p)
+        kind, _ = walker.project.imported(walker.module, p[0])
+        if kind is not Imported.LIBRARY_MODULE:
+            out.add(p)
     return out

@@ -10,10 +10,63 @@ to training.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import libcst as cst
 
 from florc.transforms.syntax import LOG_METHODS, WRITER_METHODS, dotted, names_in, walk
+
+
+@dataclass(frozen=True)
+class Example:
+    """A snippet the rules are tested on (tests/test_rules.py). The statement it is about is
+    the one on the line marked `# <-`, or else its last top-level statement. recorded: the
+    recorded version's source, for the rule about new names (None: at record time, when no
+    assignment is a log statement)."""
+
+    code: str
+    recorded: str | None = None
+
+
+EXAMPLES_LOG = [
+    Example("print(f'epoch {epoch} loss {loss.item():.4f}')"),
+    Example("logging.info('epoch %d', epoch)"),
+    Example("logger.warning('loss is nan')"),
+    Example("self.log.debug(loss)"),
+    Example("florc.log('loss', loss.item())"),
+    Example("writer.add_scalar('loss', loss.item(), step)"),
+    Example("pbar.set_postfix(loss=loss.item())"),
+    Example("wandb.log({'loss': loss.item()})"),
+    Example("mlflow.log_metric('loss', loss.item())"),
+    Example("print(epoch); print(loss)"),
+    Example("if step % 100 == 0:\n    print(step, loss.item())"),
+    Example("if val < best:\n    print('best', val)\nelif val > 2 * best:\n    print('worse')"),
+    Example("if verbose:\n    pass\n    print(loss)"),
+    Example("for name, p in model.named_parameters():\n    print(name, p.norm().item())"),
+    # an assignment to a name the recorded version did not have, read only by log statements
+    Example("norm = w.norm().item()  # <-\nprint(norm)", recorded="w = 1\n"),
+    Example("a = loss.item()  # <-\nb = a * 2\nprint(b)", recorded="loss = 1\n"),
+]
+
+EXAMPLES_NOT_LOG = [
+    Example("loss.backward()"),
+    Example("opt.step(); print(loss)"),  # a line is a log statement only as a whole
+    Example("log(x)"),  # a function named log: math, not logging
+    Example("np.log(x)"),
+    Example("model.info()"),  # `info` on something that is not a logger
+    Example("writer.flush()"),  # not a writer method that reports a value
+    Example("add_scalar('loss', 1.0)"),  # a writer method needs its writer
+    Example("if step % 100 == 0:\n    print(step)\n    lr *= 0.5"),
+    Example("if verbose:\n    print(loss)\nelse:\n    lr = 0.1"),
+    Example("if debug:\n    pass"),
+    Example("for b in loader:\n    print(b)\nelse:\n    print('done')"),
+    Example("while step < 10:\n    print(step)"),  # a while loop's test may change state
+    Example("for epoch in range(3):  # <-\n    print(epoch)\n    opt.step()"),
+    Example("norm = w.norm().item()"),  # at record time no assignment is a log statement
+    Example("norm = w.norm().item()", recorded="norm = 0\n"),  # the recorded version has it
+    # training reads the new name
+    Example("lr = 0.1  # <-\nopt = SGD(params, lr=lr)", recorded="params = opt = None\n"),
+]
 
 
 def is_log_call(call: cst.Call) -> bool:
@@ -104,9 +157,11 @@ class LogStatementFinder:
         if isinstance(stmt, cst.Pass):
             return False
         names = _assigned_names(stmt)
-        return bool(names) and all(n in self.log_assign_names for n in names)
+        if not names:
+            return False
+        return all(n in self.log_assign_names for n in names)
 
-    def _block_is_log(self, body: Iterable[cst.BaseStatement]) -> bool:
+    def _block_is_log(self, body: Iterable[cst.CSTNode]) -> bool:
         stmts = list(body)
         return (
             bool(stmts)

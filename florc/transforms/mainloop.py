@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from florc.transforms.effects import Project, function_key
 from florc.transforms.modules import LoopInfo, ModuleInfo
+from florc.transforms.resolve import ProjectIndex
 from florc.transforms.syntax import dotted, source_children, source_preorder
 
 TRAINING_STEP = "a training step (`.backward()` or an optimizer step)"
@@ -69,15 +69,7 @@ class MainLoop:
     framework: FrameworkCall | None = None
 
 
-class CallIndex(Project):
-    """The project's functions and name resolution, without effect summaries: all the main-loop
-    search needs, and cheap enough for the commit hook to run on a staged file."""
-
-    def __init__(self, modules: Sequence[ModuleInfo]) -> None:  # noqa: D107 -- no summaries
-        self._index(modules)
-
-
-def find_main_loop(project: Project, script: ModuleInfo) -> MainLoop:
+def find_main_loop(project: ProjectIndex, script: ModuleInfo) -> MainLoop:
     for m in project.modules.values():
         for lp in m.loops:
             if lp.main_pragma:
@@ -126,7 +118,7 @@ def _code(module: ModuleInfo, node: cst.CSTNode, limit: int = 60) -> str:
 _OPTIMIZER = re.compile(r"[Oo]ptim|(^|_)[Oo]pt($|_|\d|[A-Z])")
 
 
-def is_training_step(project: Project, module: ModuleInfo, scope: str, call: cst.Call) -> bool:
+def is_training_step(project: ProjectIndex, module: ModuleInfo, scope: str, call: cst.Call) -> bool:
     """`x.backward(...)`, `opt.step()`, `opt.step(closure)`, `scaler.step(optimizer)`."""
     func = call.func
     if not isinstance(func, cst.Attribute):
@@ -162,7 +154,7 @@ def is_training_step(project: Project, module: ModuleInfo, scope: str, call: cst
 
 
 def _direct_training_step(
-    project: Project, module: ModuleInfo, scope: str, region: cst.CSTNode
+    project: ProjectIndex, module: ModuleInfo, scope: str, region: cst.CSTNode
 ) -> Witness | None:
     for call in calls_in(region):
         if is_training_step(project, module, scope, call):
@@ -172,7 +164,7 @@ def _direct_training_step(
 
 
 def _direct_nested_loop(
-    project: Project, module: ModuleInfo, scope: str, region: cst.CSTNode
+    project: ProjectIndex, module: ModuleInfo, scope: str, region: cst.CSTNode
 ) -> Witness | None:
     for node in _walk(region):
         if node is not region and isinstance(node, (cst.For, cst.While)):
@@ -181,14 +173,14 @@ def _direct_nested_loop(
     return None
 
 
-Direct = Callable[[Project, ModuleInfo, str, cst.CSTNode], Witness | None]
+Direct = Callable[[ProjectIndex, ModuleInfo, str, cst.CSTNode], Witness | None]
 
 
 class _Reach:
     """Whether a region reaches what `direct` finds, itself or through project calls; each
     function's answer is computed once for the whole project (a fixpoint over the call graph)."""
 
-    def __init__(self, project: Project, direct: Direct) -> None:
+    def __init__(self, project: ProjectIndex, direct: Direct) -> None:
         self.project, self.direct = project, direct
         self._functions: dict[str, Witness | None] | None = None
 
@@ -200,7 +192,7 @@ class _Reach:
             callees[key] = [
                 target
                 for call in calls_in(fn.node.body)
-                for target in call_targets(self.project, module, fn.qualname, call)
+                for target in self.project.call_targets(module, fn.qualname, call)
             ]
         found = {k: w for k, w in direct.items() if w is not None}
         changed = True
@@ -228,7 +220,7 @@ class _Reach:
         if w is not None:
             return w
         for call in calls_in(node):
-            for key in call_targets(self.project, module, scope, call):
+            for key in self.project.call_targets(module, scope, call):
                 w = self.function(key)
                 if w is not None:
                     qual = self.project.functions[key][1].qualname
@@ -240,7 +232,7 @@ class _Reach:
 
 
 def _search(
-    project: Project,
+    project: ProjectIndex,
     script: ModuleInfo,
     qualifies: Callable[[ModuleInfo, str, cst.CSTNode], Witness | None],
 ) -> tuple[LoopInfo, Witness] | None:
@@ -260,7 +252,7 @@ def _search(
                         if why is not None:
                             return lp, why
                 if isinstance(node, cst.Call):
-                    for key in call_targets(project, module, scope, node, passed=True):
+                    for key in project.call_targets(module, scope, node, passed=True):
                         if key in visited:
                             continue
                         visited.add(key)
@@ -297,53 +289,6 @@ def calls_in(node: cst.CSTNode) -> Iterator[cst.Call]:
     for n in _walk(node):
         if isinstance(n, cst.Call):
             yield n
-
-
-def call_targets(
-    project: Project, module: ModuleInfo, scope: str, call: cst.Call, passed: bool = False
-) -> list[str]:
-    """Project functions a call may run. passed: also the project functions handed to it as
-    arguments (`fire.Fire(main)`, `mp.spawn(worker, ...)`), which the callee may call."""
-    out = _targets(project, module, scope, call)
-    if not passed:
-        return out
-    fn = project.functions.get(function_key(module, scope))
-    params = set(fn[1].params) if fn is not None else set()
-    for arg in call.args:
-        value = arg.value
-        if not isinstance(value, cst.Name) or value.value in params:
-            continue  # `datasets.MNIST(root, train=train)` passes a parameter, not a function
-        if arg.keyword is not None and arg.keyword.value not in _FUNCTION_KEYWORDS:
-            continue
-        out += [
-            k
-            for k in project.resolve_name(module, scope, value.value)
-            if not k.endswith(".__init__") and k not in out
-        ]
-    return out
-
-
-# keywords under which a call takes a function it will run: Thread(target=train), ...
-_FUNCTION_KEYWORDS = frozenset({"target", "func", "fn", "function", "main", "main_fn"})
-
-
-def _targets(project: Project, module: ModuleInfo, scope: str, call: cst.Call) -> list[str]:
-    func = call.func
-    if isinstance(func, cst.Name):
-        return project.resolve_name(module, scope, func.value)
-    if isinstance(func, cst.Attribute):
-        chain = dotted(func.value)
-        if chain and len(chain) == 1 and chain[0] in module.imports:
-            other, attr = project.module_for_import(module, module.imports[chain[0]])
-            if other is not None and attr is None:
-                name = func.attr.value
-                if name in other.functions:
-                    return [function_key(other, name)]
-                return project._class_init(other, name)
-            if other is None:
-                return []
-        return list(project.by_method_name.get(func.attr.value, []))
-    return []
 
 
 # --- training inside an installed framework ---------------------------------------------
@@ -446,7 +391,7 @@ def _walk_all(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     return source_preorder(node)
 
 
-def find_framework_call(project: Project, script: ModuleInfo) -> FrameworkCall | None:
+def find_framework_call(project: ProjectIndex, script: ModuleInfo) -> FrameworkCall | None:
     """The first call (script first, then the other project modules) that hands training to an
     installed framework the project imports: one whose receiver was built by the framework wins
     over one recognised by its method and receiver name only."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import libcst as cst
 from libcst._nodes.internal import CodegenState
 
+from florc.errors import SourceError
 from florc.transforms.logstatements import LogStatementFinder
 from florc.transforms.syntax import (
     MAIN_LOOP_PRAGMA,
@@ -95,13 +96,25 @@ class ModuleInfo:
         return (span[0], span[1] + 1)
 
     def end_line(self, node: cst.CSTNode) -> int:
+        """The line the node ends on (from 1); 0 for a node not in the tree."""
         span = self.spans.get(id(node))
         return span[2] if span is not None else 0
 
+    def inside(self, inner: cst.CSTNode, outer: cst.CSTNode) -> bool:
+        """Whether inner lies within outer's span (outer itself included); False for a node
+        not in the tree."""
+        a, b = self.spans.get(id(inner)), self.spans.get(id(outer))
+        if a is None or b is None:
+            return False
+        return b[:2] <= a[:2] and a[2:] <= b[2:]
+
+    def log_statements_in(self, node: cst.CSTNode) -> list[LogStatementInfo]:
+        """The module's log statements inside node (a loop, a function), in source order."""
+        return [ls for ls in self.log_statements if self.inside(ls.node, node)]
+
 
 def read_source(path: Path, shown: str) -> str:
-    from florc.errors import SourceError
-
+    """A source file's text; a missing, unreadable or non-UTF-8 file is a SourceError."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

@@ -24,6 +24,25 @@ UNSEEDED = {
     ("secrets",): "the `secrets` module is randomness no seed controls",
 }
 
+# Examples (tests/test_rules.py): each snippet's last line gets exactly one warning, or none.
+EXAMPLES_WARN = [
+    "import os\nsalt = os.urandom(8)",
+    "from os import urandom\nsalt = urandom(8)",
+    "import uuid\nrun_id = uuid.uuid4()",
+    "import secrets\ntoken = secrets.token_hex(8)",
+    "import random\nrng = random.SystemRandom()",
+    "loader = DataLoader(data, batch_size=32, num_workers=2, persistent_workers=True)",
+    "import torch\ntorch.backends.cudnn.benchmark = True",
+]
+EXAMPLES_NO_WARN = [
+    "import random\nrandom.seed(0)\nx = random.random()",  # seeded: replay restores it
+    "import uuid\nrun_id = uuid.uuid5(uuid.NAMESPACE_URL, 'run')",  # derived from its input
+    "import time\nt0 = time.time()",  # clocks: left out of the comparison, not warned about
+    "loader = DataLoader(data, batch_size=32, persistent_workers=False)",
+    "import torch\ntorch.backends.cudnn.benchmark = False",
+    "def urandom(n):\n    return bytes(n)\nsalt = urandom(8)",  # not os.urandom
+]
+
 # Reads of a clock: a replay computes other values from them than the recording did (elapsed
 # times, steps per second). Not warned about; fidelity leaves the values they feed out.
 CLOCKS = frozenset(

@@ -1,4 +1,6 @@
-"""Small LibCST helpers shared by the analyses: parsing with clear errors, names, positions."""
+"""Small LibCST helpers shared by the analyses: parsing with clear errors (once per text inside
+shared_parses()), fast walkers in field or source order, names, pragmas, the name lists the
+analyses consult."""
 
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ from florc.errors import SourceError
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 
-# Builtins that neither mutate their arguments nor reach user state.
+# Builtins that neither mutate their arguments nor change the program's variables. `print`,
+# `open` and `input` are among them: what they change (a terminal, a file) lies outside the state
+# a checkpoint holds, and a file object they return is a new value.
 PURE_BUILTINS = frozenset(
     [
         "abs",
@@ -175,7 +179,6 @@ PURE_METHODS = frozenset(
         "isinf",
         "isfinite",
         "nonzero",
-        "numel",
         "element_size",
         "get_last_lr",
     ]
@@ -215,19 +218,9 @@ SKIP_PRAGMA = re.compile(r"#\s*florc:\s*skip\b")
 RESERVED_PREFIX = "__florc"
 
 
-@dataclass(frozen=True)
-class Position:
-    line: int
-    col: int
-
-
-def parse(source: str, path: str) -> cst.Module:
-    """Parse source, turning a syntax error into a SourceError with the user's position."""
-    return parse_trees(source, path)[1]
-
-
 def parse_trees(source: str, path: str) -> tuple[ast.Module, cst.Module]:
-    """Python's and LibCST's trees of source (a syntax error: a SourceError, as parse)."""
+    """Python's and LibCST's trees of source; a syntax error becomes a SourceError with the
+    user's position (Python's own, the most precise). Once per text inside shared_parses()."""
     shared = _shared
     if shared is not None and source in shared.trees and source in shared.syntax:
         return shared.syntax[source], shared.trees[source]
