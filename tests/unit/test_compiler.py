@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import EXAMPLES, REPO, clean_env
 
 from florc.errors import SourceError
 from florc.runtime.linemap import compile_instrumented
 from florc.transforms.compiler import compile_project
-
-ROOT = Path(__file__).resolve().parent.parent
 
 TRAIN = '''\
 """A tiny training script."""
@@ -157,7 +156,7 @@ def test_runtime_never_imports_libcst() -> None:
         " florc.runtime.state, florc.store.index; assert 'libcst' not in sys.modules;"
         " assert 'torch' not in sys.modules"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, env=clean_env())
 
 
 LOADER = """\
@@ -229,9 +228,7 @@ def test_deleting_items_changes_a_container_deleting_a_name_is_unbounded(tmp_pat
 
 # --- a bounded analysis ------------------------------------------------------------------------
 
-GPT_BLOCKS = (
-    Path(__file__).resolve().parent.parent / "examples" / "wild" / "gpt_blocks" / "train.py"
-)
+GPT_BLOCKS = EXAMPLES / "wild" / "gpt_blocks" / "train.py"
 
 DEEP = '''\
 import torch
@@ -777,12 +774,12 @@ for epoch in range(3):  # comment
 
 @pytest.mark.parametrize(
     "name",
-    ["<syntax>", *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("examples/**/*.py"))],
+    ["<syntax>", *sorted(str(p.relative_to(REPO)) for p in EXAMPLES.glob("**/*.py"))],
 )
 def test_fast_walks_equal_libcst_reference(name: str) -> None:
     from reference import check_against_reference
 
-    source = SYNTAX if name == "<syntax>" else (ROOT / name).read_text()
+    source = SYNTAX if name == "<syntax>" else (REPO / name).read_text()
     check_against_reference(source)
     check_against_reference(source, known_names=frozenset({"epoch", "data", "sys"}))
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from e2e import florc
+from helpers import REPO, clean_env, florc
+
+pytestmark = pytest.mark.e2e
 
 TRAIN = """\
 import numpy as np
@@ -30,9 +37,9 @@ GIT_ENV = {
 
 
 def git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **GIT_ENV}
-    env.pop("PYTHONPATH", None)
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, env=clean_env(**GIT_ENV)
+    )
 
 
 @pytest.fixture
@@ -231,29 +238,101 @@ def test_setup_cfg_configuration(repo: Path) -> None:
     assert "1 training scripts instrumented and cached, 0 failed" in out.stderr
 
 
-PRE_COMMIT = shutil.which("pre-commit") or shutil.which(
-    "pre-commit", path=str(Path(sys.executable).parent)
+def _pre_commit() -> list[str] | None:
+    """The pre-commit command: on PATH, beside this Python, or its module in this Python."""
+    found = shutil.which("pre-commit") or shutil.which(
+        "pre-commit", path=str(Path(sys.executable).parent)
+    )
+    if found:
+        return [found]
+    if importlib.util.find_spec("pre_commit") is not None:
+        return [sys.executable, "-m", "pre_commit"]
+    return None
+
+
+PRE_COMMIT = _pre_commit()
+
+
+def _pip_indexes() -> list[str]:
+    """The package indexes and find-links pip is configured with (environment and files)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    ).stdout
+    index, more, no_index = "https://pypi.org/simple", [], False
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        name = key.rsplit(".", 1)[-1]
+        urls = shlex.split(value.strip().strip("'\""))
+        if name == "index-url" and urls:
+            index = urls[0]
+        elif name in ("extra-index-url", "find-links"):
+            more += urls
+        elif name == "no-index":
+            no_index = urls[:1] in (["1"], ["true"], ["yes"], ["on"])
+    return more if no_index else [index, *more]
+
+
+def _unreachable_index() -> str | None:
+    """Why pip could not fetch a package (so pre-commit cannot build its environment); None when
+    one of its indexes answers: a local folder that exists, or an index that answers a request
+    for its `pip` page within 3 seconds (through the proxy the environment names, as pip)."""
+    indexes = _pip_indexes()
+    for url in indexes:
+        parts = urlsplit(url)
+        if parts.scheme in ("", "file"):
+            if Path(parts.path).exists():
+                return None
+            continue
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/pip/", timeout=3):
+                return None
+        except urllib.error.HTTPError:
+            return None  # it answered
+        except (OSError, ValueError):
+            continue
+    return f"no package index reachable ({', '.join(indexes) or 'pip has none configured'})"
+
+
+# what pip says when it cannot get a package: the environment could not be built, not a failure
+_OFFLINE = (
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "No matching distribution found",
+    "Could not fetch URL",
 )
 
 
 @pytest.mark.skipif(PRE_COMMIT is None, reason="needs the pre-commit framework")
 def test_pre_commit_try_repo(repo: Path) -> None:
     """pre-commit installs florc from this repository and runs its florc-check hook."""
-    here = Path(__file__).resolve().parent.parent
+    offline = _unreachable_index()
+    if offline:
+        pytest.skip(f"pre-commit builds the hook's environment from a package index: {offline}")
+    assert PRE_COMMIT is not None
     (repo / "train.py").write_text(TRAIN)
     (repo / "bad_train.py").write_text("for epoch in range(3)\n    pass\n")
     git(["add", "."], repo)
-    env = {**os.environ, **GIT_ENV, "PRE_COMMIT_HOME": str(repo.parent / "pre-commit-home")}
+    env = clean_env(**GIT_ENV, PRE_COMMIT_HOME=str(repo.parent / "pre-commit-home"))
 
     def try_repo(*files: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(PRE_COMMIT), "try-repo", str(here), "florc-check", "--files", *files],
+        done = subprocess.run(
+            [*PRE_COMMIT, "try-repo", str(REPO), "florc-check", "--files", *files],
             cwd=repo,
             capture_output=True,
             text=True,
             env=env,
             timeout=900,
         )
+        log = Path(env["PRE_COMMIT_HOME"]) / "pre-commit.log"
+        said = done.stdout + done.stderr + (log.read_text() if log.exists() else "")
+        if done.returncode != 0 and (why := next((w for w in _OFFLINE if w in said), None)):
+            pytest.skip(f"pre-commit could not build the hook's environment: pip said {why!r}")
+        return done
 
     good = try_repo("train.py")
     assert good.returncode == 0, good.stdout + good.stderr

@@ -1,9 +1,14 @@
 """The compiler on generated programs (hypothesmith): it never crashes, its output compiles,
 instrumenting its own output changes nothing, and its one-pass walks compute what libcst's
-general machinery computes."""
+general machinery computes.
+
+A few programs per test by default; `HYPOTHESIS=1` (as `make test-all` sets it) runs the full
+count, as LibCST gates its own fuzz tests.
+"""
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -19,7 +24,7 @@ from florc.runtime.linemap import compile_instrumented  # noqa: E402
 from florc.transforms.compiler import compile_project  # noqa: E402
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=60 if os.environ.get("HYPOTHESIS") == "1" else 8,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

@@ -1,68 +1,28 @@
-"""Parallel replay: the plan, workers in separate processes, merged output, fidelity verdicts."""
+"""Parallel replay end to end: workers in separate processes, merged output, fidelity verdicts,
+verify, a failing worker and --retry, the Ray executor on a local cluster."""
 
 from __future__ import annotations
 
-import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e import EXAMPLES, copy_project, florc, hindsight_lines, overlay, python
+from helpers import (
+    EXAMPLES,
+    apply_edits,
+    clean_env,
+    copy_project,
+    florc,
+    hindsight_lines,
+    python,
+)
 
-from florc.parallel import cpu_count, plan_segments, plan_threads
+from florc.parallel import cpu_count
 
-# --- the plan ---------------------------------------------------------------------------
-
-
-def test_one_worker_gets_everything_from_the_nearest_checkpoint() -> None:
-    (seg,) = plan_segments([5, 6, 7], anchors=[1, 2, 4, 6], workers=1)
-    assert (seg.start, seg.targets, seg.after_loop) == (4, [5, 6, 7], True)
-
-
-def test_segments_start_at_checkpoints_and_balance_the_work() -> None:
-    segs = plan_segments(list(range(10)), anchors=list(range(1, 11)), workers=3)
-    assert len(segs) == 3 and max(s.executed for s in segs) == 4  # ceil(10 / 3)
-    assert [t for s in segs for t in s.targets] == list(range(10))
-    assert [s.start for s in segs] == [s.targets[0] for s in segs]  # no pass-through
-    assert [s.after_loop for s in segs] == [False, False, True]
-
-
-def test_without_checkpoints_splitting_does_not_help() -> None:
-    segs = plan_segments(list(range(8)), anchors=[], workers=4)
-    assert max(s.executed for s in segs) == 8  # every worker would start at 0
-    assert sorted(t for s in segs for t in s.targets) == list(range(8))
-
-
-def test_sparse_checkpoints_move_the_cuts() -> None:
-    # checkpoints only at 6: the best split is 0-5 | 6-9 (6 and 4 iterations executed)
-    segs = plan_segments(list(range(10)), anchors=[6], workers=3)
-    assert max(s.executed for s in segs) == 6
-    assert all(s.start in (0, 6) for s in segs)
-    assert [t for s in segs for t in s.targets] == list(range(10))
-
-
-def test_more_workers_than_targets() -> None:
-    segs = plan_segments([2, 9], anchors=list(range(1, 10)), workers=8)
-    assert [(s.start, s.targets) for s in segs] == [(2, [2]), (9, [9])]
-
-
-def test_workers_get_the_recordings_thread_count_or_fewer_workers_run() -> None:
-    tp = plan_threads(2, recorded=2, asked=None, cores=4)
-    assert (tp.workers, tp.threads, tp.note) == (2, 2, None)
-    tp = plan_threads(2, recorded=2, asked=None, cores=2)
-    assert (tp.workers, tp.threads) == (1, 2)
-    assert tp.note == (
-        "1 worker instead of 2: the recording used 2 torch threads and this machine has 2 "
-        "cores; --threads 1 runs 2 workers (values may differ in the last digits)"
-    )
-    tp = plan_threads(4, recorded=2, asked=1, cores=2)  # asked for: as many as the cores hold
-    assert (tp.workers, tp.threads) == (2, 1) and "need 4 cores" in (tp.note or "")
-    tp = plan_threads(3, recorded=None, asked=None, cores=2)  # not known: as before
-    assert (tp.workers, tp.threads, tp.note) == (3, None, None)
-    tp = plan_threads(4, recorded=16, asked=None, cores=16, gpus=4)  # a GPU each: all run
-    assert (tp.workers, tp.threads) == (4, 4) and "the recording used 16" in (tp.note or "")
-
+pytestmark = pytest.mark.e2e
 
 # --- end to end -------------------------------------------------------------------------
 
@@ -83,18 +43,15 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _batch_edit(recorded: Path, tmp_path: Path) -> tuple[list[str], Path]:
     """A batch-level print added to the recorded project: (a plain run's lines, the project)."""
-    edit = EXAMPLES / "main_train_eval" / "hindsight" / "batch"
-    plain_dir = copy_project(EXAMPLES / "main_train_eval", tmp_path / "plain")
-    overlay(edit, plain_dir)
+    example = EXAMPLES / "main_train_eval"
+    plain_dir = apply_edits(example, "batch", copy_project(example, tmp_path / "plain"))
     want = hindsight_lines(python("train.py", plain_dir).stdout)
     assert len(want) > 20
-    work = tmp_path / "work"
-    shutil.copytree(recorded, work)
-    overlay(edit, work)
+    work = apply_edits(example, "batch", shutil.copytree(recorded, tmp_path / "work"))
     return want, work
 
 
-@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.smoke), 3])
 def test_batch_level_replay_with_workers_matches_a_plain_run(
     recorded: Path, tmp_path: Path, workers: int
 ) -> None:
@@ -262,39 +219,38 @@ def ray_cluster() -> Iterator[str]:
     """A real local Ray cluster, started and stopped with Ray's own command line."""
     pytest.importorskip("ray")
     import socket
-    import subprocess
-    import sys
 
-    ray_cli = str(Path(sys.executable).with_name("ray"))
-    # a cluster only this machine's tests reach: no token to hand to the driver
-    saved = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
+    beside = Path(sys.executable).with_name("ray")
+    # Ray's command line: its script beside this Python, or the module it runs
+    ray_cli = [str(beside)] if beside.exists() else [sys.executable, "-m", "ray.scripts.scripts"]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    start = subprocess.run(
-        [
-            ray_cli,
-            "start",
-            "--head",
-            f"--port={port}",
-            "--num-cpus=2",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert start.returncode == 0, start.stdout + start.stderr
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
-        if saved is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = saved
+    # a cluster only this machine's tests reach: no token to hand to the driver
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        start = subprocess.run(
+            [
+                *ray_cli,
+                "start",
+                "--head",
+                f"--port={port}",
+                "--num-cpus=2",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=clean_env(),
+        )
+        assert start.returncode == 0, start.stdout + start.stderr
+        try:
+            yield f"127.0.0.1:{port}"
+        finally:
+            subprocess.run(
+                [*ray_cli, "stop", "--force"], capture_output=True, timeout=120, env=clean_env()
+            )
 
 
 def test_ray_executor_on_a_local_cluster_matches_a_plain_run(

@@ -1,112 +1,25 @@
-"""The checkpoint engine: adaptive policy, background writer, deduplicated store, gc, GPU copies."""
+"""The checkpoint engine in process: deduplicated and compressed blobs, the background writer,
+and complete state (module attributes, namedtuples, dataclasses, what pickle refuses, opaque
+objects, rebound names) captured, stored and restored in place; GPU copies with CUDA."""
 
 from __future__ import annotations
 
 import collections
 import dataclasses
 import functools
-import json
-import math
 import pickle
 import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
-from e2e import florc
 
-from florc.runtime import checkpoint
-from florc.runtime import state as st
-from florc.runtime.policy import CheckpointPolicy
-from florc.runtime.writer import CheckpointJob, Writer
-from florc.store.index import CorruptBlob, Store
+torch = pytest.importorskip("torch")
 
-# --- policy --------------------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def simulate(budget: float, compute: float, cost: float, epochs: int) -> tuple[int, list[float]]:
-    """Epochs of `compute` s, each ending in a boundary checkpoint costing `cost` s when taken.
-
-    Returns (checkpoints taken, the ratio cost/compute after each epoch)."""
-    clock = FakeClock()
-    policy = CheckpointPolicy(budget, clock)
-    policy.start("main")
-    taken, ratios = 0, []
-    for _ in range(epochs):
-        clock.now += compute
-        d = policy.decide("main", nbytes=int(cost / 3e-9))
-        if d.take:
-            taken += 1
-            clock.now += cost / 2  # the synchronous copy
-            policy.charge_foreground(cost / 2)
-            policy.submitted(max(0.0, d.estimate - cost / 2))
-            policy.written("main", cost / 2, cost / 2, max(0.0, d.estimate - cost / 2), 1000)
-        ratios.append(policy.spent() / policy.compute())
-    return taken, ratios
-
-
-def test_cheap_checkpoints_are_taken_every_time() -> None:
-    taken, ratios = simulate(0.05, compute=1.0, cost=0.001, epochs=50)
-    assert taken == 50
-    assert max(ratios) <= 0.05
-
-
-@pytest.mark.parametrize("budget", [0.01, 0.05, 0.10])
-def test_expensive_checkpoints_are_spread_within_the_budget(budget: float) -> None:
-    # a checkpoint costs three epochs of compute
-    taken, ratios = simulate(budget, compute=1.0, cost=3.0, epochs=400)
-    assert max(ratios) <= budget + 1e-9
-    # and the budget is used, not wasted: within one checkpoint of the most it allows
-    assert taken >= math.floor(budget * 400 / 3.0) - 1
-
-
-def test_costs_that_drift_up_are_followed() -> None:
-    clock = FakeClock()
-    policy = CheckpointPolicy(0.05, clock)
-    policy.start("main")
-    taken = []
-    for epoch in range(200):
-        clock.now += 1.0
-        cost = 0.01 if epoch < 100 else 0.5  # the state grew
-        d = policy.decide("main", nbytes=None if epoch else 1000)
-        if d.take:
-            policy.charge_foreground(cost)
-            clock.now += cost
-            policy.written("main", cost, 0.0, 0.0, 1000)
-            taken.append(epoch)
-        assert policy.spent() <= 0.05 * policy.compute() + 0.5  # at most one surprise
-    early = sum(1 for e in taken if e < 100)
-    late = sum(1 for e in taken if e >= 100)
-    # cumulative rule: (0.05 * 200 s - 100 * 0.01 s) / 0.5 s = 18 expensive ones fit
-    assert early == 100 and 14 <= late <= 18
-    assert policy.estimate("main") == pytest.approx(0.5, rel=0.05)
-
-
-def test_blocks_leave_room_for_the_next_boundary() -> None:
-    clock = FakeClock()
-    policy = CheckpointPolicy(0.1, clock)
-    policy.start("main")
-    policy.written("main", 0.08, 0.0, 0.0, 1000)  # boundary checkpoints cost 0.08 s
-    policy.foreground = policy.background = 0.0
-    clock.now = 1.0  # budget so far: 0.1 s
-    assert not policy.decide("block", nbytes=int(0.05 / 3e-9)).take  # 0.05 + 0.08 > 0.1
-    assert policy.decide("main").take
-
-
-def test_unlimited_budget_takes_everything() -> None:
-    policy = CheckpointPolicy(math.inf, FakeClock())
-    policy.start("main")
-    assert policy.decide("main", nbytes=10**12).take
-
+from florc.runtime import checkpoint  # noqa: E402
+from florc.runtime import state as st  # noqa: E402
+from florc.runtime.writer import CheckpointJob, Writer  # noqa: E402
+from florc.store.index import CorruptBlob, Store  # noqa: E402
 
 # --- store: dedup, compression, corruption ----------------------------------------------
 
@@ -119,13 +32,20 @@ class Frozen(torch.nn.Module):
         self.head = torch.nn.Linear(64, 4)
 
 
+def _scope(names: dict[str, object]) -> st.Scope:
+    """The scope of a stand-in module frame whose globals (and locals) are `names` itself."""
+    code = SimpleNamespace(co_varnames=(), co_cellvars=(), co_freevars=())
+    frame = SimpleNamespace(f_code=code, f_globals=names, f_locals=names)
+    return st.Scope(frame)  # type: ignore[arg-type]
+
+
+def _scope_of(**names: object) -> st.Scope:
+    return _scope(names)
+
+
 def _snapshot_of(**names: object) -> st.Snapshot:
-    frame = SimpleNamespace(
-        f_code=SimpleNamespace(co_varnames=(), co_cellvars=(), co_freevars=()),
-        f_globals=dict(names),
-    )
-    frame.f_locals = frame.f_globals
-    return st.capture(st.Scope(frame), list(names), set())  # type: ignore[arg-type]
+    """Every name checkpointed, as the loop's changeset."""
+    return st.capture(_scope(names), list(names), set())
 
 
 def _write(store_dir: Path, snaps: list[st.Snapshot], compress: bool = False) -> Writer:
@@ -241,68 +161,6 @@ def test_a_checkpoint_that_cannot_be_serialised_is_marked_not_usable(tmp_path: P
     store.close()
 
 
-# --- gc and runs ------------------------------------------------------------------------------
-
-SCRIPT = """\
-import torch
-
-torch.manual_seed(0)
-frozen = torch.nn.Embedding(4000, 32)
-frozen.weight.requires_grad_(False)
-head = torch.nn.Linear(32, 2)
-opt = torch.optim.SGD(head.parameters(), lr=0.1)
-for epoch in range(4):
-    for i in range(3):
-        loss = head(frozen(torch.arange(i, i + 8))).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    frozen.weight.add_(0)  # in place: part of the changeset, unchanged bytes
-    print(f"epoch {epoch} loss {loss.item():.6f}")
-"""
-
-
-def test_runs_sizes_and_gc(tmp_path: Path) -> None:
-    (tmp_path / "train.py").write_text(SCRIPT)
-    for _ in range(3):
-        assert florc(["record", "--checkpoint-all", "train.py"], tmp_path).returncode == 0
-    runs = json.loads(florc(["runs", "--format", "json"], tmp_path).stdout)
-    assert [r["checkpoints"] for r in runs] == [8, 8, 8]
-    store = Store(tmp_path)
-    logical, stored = store.run_bytes(1)
-    embedding = 4000 * 32 * 4
-    assert logical > 8 * embedding and stored < 2 * embedding
-    total_before = store.store_bytes()
-    store.close()
-    (tmp_path / ".florc" / "blobs" / "ab").mkdir(exist_ok=True)
-    orphan = tmp_path / ".florc" / "blobs" / "ab" / ("c" * 62)
-    orphan.write_bytes(b"left by a crash")
-
-    res = florc(["gc", "--keep-last", "1"], tmp_path)
-    assert res.returncode == 0, res.stderr
-    assert "deleted runs 1, 2" in res.stdout
-    assert not orphan.exists()
-    runs = json.loads(florc(["runs", "--format", "json"], tmp_path).stdout)
-    assert [r["id"] for r in runs] == [3]
-    store = Store(tmp_path)
-    assert store.store_bytes() <= total_before
-    for row in store.checkpoints(3):  # what is kept still loads
-        checkpoint.decode(store.get_blob(row.blob), store.get_blob)
-    with store.exclusive() as alone:
-        assert alone
-        busy = florc(["gc", "3"], tmp_path)
-    assert busy.returncode != 0 and "record or replay is using this store" in busy.stderr
-    store.close()
-    assert florc(["gc", "7"], tmp_path).returncode == 2
-
-
-def test_record_rejects_a_budget_outside_0_to_1(tmp_path: Path) -> None:
-    (tmp_path / "train.py").write_text("print(1)\n")
-    res = florc(["record", "--overhead", "5", "train.py"], tmp_path)
-    assert res.returncode == 2 and "between 0 and 1" in res.stderr
-    assert not (tmp_path / ".florc").exists() or not list((tmp_path / ".florc").glob("*.db"))
-
-
 # --- GPU --------------------------------------------------------------------------------------
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -326,99 +184,12 @@ def test_gpu_state_is_copied_to_pinned_memory_and_restored_onto_its_device(tmp_p
     row = store.checkpoints(1)[0]
     loaded = checkpoint.decode(store.get_blob(row.blob), store.get_blob)
     assert torch.equal(loaded.paths["model"].value["weight"], before.cpu())
-    frame = SimpleNamespace(
-        f_code=SimpleNamespace(co_varnames=(), co_cellvars=(), co_freevars=()),
-        f_globals={"model": model, "opt": opt},
-    )
-    frame.f_locals = frame.f_globals
-    st.restore(st.Scope(frame), loaded)  # type: ignore[arg-type]
+    st.restore(_scope_of(model=model, opt=opt), loaded)
     assert model.weight.device.type == "cuda"
     assert torch.equal(model.weight.detach(), before)
     state = next(iter(opt.state.values()))
     assert state["exp_avg"].device.type == "cuda"
     store.close()
-
-
-CLASS_SCRIPT = """\
-import torch
-
-
-class Classifier(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.table = torch.nn.Embedding(200_000, 64)  # 51 MB: the writer is still busy at exit
-        self.head = torch.nn.Linear(64, 2)
-
-    def forward(self, idx):
-        return self.head(self.table(idx))
-
-
-torch.manual_seed(0)
-model = Classifier()
-opt = torch.optim.SGD(model.parameters(), lr=0.1)
-for epoch in range(3):
-    loss = model(torch.arange(epoch, epoch + 4)).sum()
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    print(f"epoch {epoch} loss {loss.item():.6f}")
-"""
-
-
-def test_checkpoints_of_classes_defined_in_the_script_are_written_after_it_ends(
-    tmp_path: Path,
-) -> None:
-    (tmp_path / "train.py").write_text(CLASS_SCRIPT)
-    rec = florc(["record", "--checkpoint-all", "train.py"], tmp_path)
-    assert rec.returncode == 0, rec.stderr
-    store = Store(tmp_path)
-    rows = store.checkpoints(1)
-    assert len(rows) == 4 and all(r.usable for r in rows), [r.info for r in rows]
-    store.close()
-
-
-# --- replay: restore or re-run ----------------------------------------------------------
-
-CHEAP_BLOCK = """\
-import numpy as np
-
-table = np.zeros(1_000_000)  # 8 MB of state, changed a little each epoch
-for epoch in range(5):
-    for i in range(3):
-        table[i] += epoch + i
-    # HINDSIGHT
-    print(f"epoch {epoch} {table[:3].sum()}")
-"""
-
-
-def test_a_block_faster_to_run_than_to_restore_is_run_again(tmp_path: Path) -> None:
-    (tmp_path / "train.py").write_text(CHEAP_BLOCK)
-    rec = florc(["record", "--checkpoint-all", "train.py"], tmp_path)
-    assert rec.returncode == 0, rec.stderr
-    store = Store(tmp_path)
-    blocks = [c for c in store.checkpoints(1) if c.info.get("ran_seconds") is not None]
-    store.close()
-    assert len(blocks) == 5  # each block says how long it ran
-
-    edited = CHEAP_BLOCK.replace("# HINDSIGHT", 'print(f"HINDSIGHT e={epoch} {table[2]}")')
-    (tmp_path / "train.py").write_text(edited)
-    rep = florc(["replay", "train.py", "--epochs", "2-4"], tmp_path)
-    assert rep.returncode == 0, rep.stderr
-    assert [x for x in rep.stdout.splitlines() if x.startswith("HINDSIGHT")] == [
-        f"HINDSIGHT e={e} {float(2 + sum(range(e + 1)) + 2 * e)}" for e in (2, 3, 4)
-    ]
-    # the epoch boundary is restored (the only way to skip epochs 0-1); the blocks run again
-    assert "because that was faster than restoring" in rep.stderr, rep.stderr
-    assert "fidelity: exact" in rep.stderr
-
-
-def test_restore_speed_starts_from_a_prior_then_learns() -> None:
-    from florc.runtime.session import RestoreSpeed
-
-    speed = RestoreSpeed()
-    assert speed.estimate(10**9) == pytest.approx(1.001)
-    speed.observe(10**8, 1.0)  # 100 MB/s measured here
-    assert speed.estimate(10**9) == pytest.approx(10.0)
 
 
 # --- complete state: module attributes, namedtuples, dataclasses, opaque objects ---------------
@@ -445,15 +216,6 @@ class Inner(torch.nn.Module):
         self.history: list[float] = []
 
 
-def _scope_of(**names: object) -> st.Scope:
-    frame = SimpleNamespace(
-        f_code=SimpleNamespace(co_varnames=(), co_cellvars=(), co_freevars=()),
-        f_globals=names,
-    )
-    frame.f_locals = frame.f_globals
-    return st.Scope(frame)  # type: ignore[arg-type]
-
-
 def _through_store(snap: st.Snapshot) -> st.Snapshot:
     enc = checkpoint.encode(snap)
     return checkpoint.decode(enc.manifest, lambda sha: bytes(enc.payloads[sha]))
@@ -468,7 +230,7 @@ def test_module_attributes_are_captured_and_restored_in_place() -> None:
     model.inner.history.append(3.0)
     model.window.extend([0.1, 0.2])
     names: dict[str, object] = {"model": model, "rewards": model.rewards}  # an alias
-    scope = _scope_of(**names)
+    scope = _scope(names)
     snap = _through_store(st.capture(scope, ["model", "rewards"], {"model"}))
 
     rewards, counts, baseline, window = model.rewards, model.counts, model.baseline, model.window
@@ -614,64 +376,6 @@ def test_what_neither_can_serialise_is_named_by_its_path() -> None:
     assert "cannot be serialised, by pickle or cloudpickle" in str(err.value)
 
 
-LOCK_SCRIPT = """\
-import threading
-
-import torch
-
-
-class Counter:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.seen = 0
-{getstate}
-
-torch.manual_seed(0)
-counter = Counter()
-w = torch.zeros(3)
-for epoch in range(4):
-    for i in range(3):
-        with counter.lock:
-            counter.seen += 1
-        w += i
-    print(f"epoch {epoch} seen {counter.seen} w {w.sum().item()}")
-"""
-
-GETSTATE = """
-    def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "lock"}
-"""
-
-
-def test_an_object_neither_can_serialise_is_reported_once_with_its_path(tmp_path: Path) -> None:
-    (tmp_path / "train.py").write_text(LOCK_SCRIPT.replace("{getstate}", ""))
-    rec = florc(["record", "--checkpoint-all", "train.py"], tmp_path)
-    assert rec.returncode == 0, rec.stderr
-    notes = [ln for ln in rec.stderr.splitlines() if "counter.lock" in ln]
-    assert len(notes) == 1, rec.stderr  # once per run, not once per checkpoint
-    assert "not usable" in notes[0] and "give the class of `counter` a __getstate__" in notes[0]
-
-    # what the note says to do works: the lock is left out, the rest is restored
-    work = tmp_path / "fixed"
-    work.mkdir()
-    (work / "train.py").write_text(LOCK_SCRIPT.replace("{getstate}", GETSTATE))
-    rec = florc(["record", "--checkpoint-all", "train.py"], work)
-    assert rec.returncode == 0 and "not usable" not in rec.stderr, rec.stderr
-    edited = LOCK_SCRIPT.replace("{getstate}", GETSTATE).replace(
-        '    print(f"epoch', '    print(f"HINDSIGHT {epoch} {counter.seen}")\n    print(f"epoch'
-    )
-    (work / "train.py").write_text(edited)
-    rep = florc(["replay", "train.py", "--epochs", "2-3"], work)
-    assert rep.returncode == 0, rep.stderr
-    assert [x for x in rep.stdout.splitlines() if x.startswith("HINDSIGHT")] == [
-        "HINDSIGHT 2 9",
-        "HINDSIGHT 3 12",
-    ]
-    # epochs 0-1 were skipped: the boundary checkpoint holding `counter` was restored, and the
-    # loop's `with counter.lock` ran on the live lock
-    assert "1 epoch checkpoints" in rep.stderr, rep.stderr
-
-
 class Opaque:
     """State florc cannot walk (its own __reduce__) and no __eq__: compared by pickled bytes."""
 
@@ -715,11 +419,7 @@ def test_a_rebound_name_is_restored_as_a_new_object_not_into_the_one_it_held() -
     # the list's element too
     first = torch.tensor([1.0])
     ns = {"output": first, "outputs": [first]}
-    frame = SimpleNamespace(
-        f_code=SimpleNamespace(co_varnames=(), co_cellvars=(), co_freevars=()), f_globals=ns
-    )
-    frame.f_locals = ns
-    scope = st.Scope(frame)  # type: ignore[arg-type]
+    scope = _scope(ns)
     entry = st.identities(scope, ["output", "outputs"])
     for k in range(2, 4):
         ns["output"] = torch.tensor([float(k)])
@@ -729,7 +429,7 @@ def test_a_rebound_name_is_restored_as_a_new_object_not_into_the_one_it_held() -
     start = torch.tensor([1.0])
     ns.update(output=start, outputs=[start])  # the state at the loop's start, again
     kept = ns["outputs"]
-    st.restore(st.Scope(frame), snap)  # type: ignore[arg-type]
+    st.restore(_scope(ns), snap)
     assert [t.item() for t in ns["outputs"]] == [1.0, 2.0, 3.0]
     assert ns["outputs"] is kept and ns["output"] is ns["outputs"][-1]
     assert start.item() == 1.0

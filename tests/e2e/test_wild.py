@@ -18,23 +18,25 @@ import shutil
 from pathlib import Path
 
 import pytest
-from e2e import (
+from helpers import (
     EXAMPLES,
+    LEVELS,
+    apply_edits,
     copy_project,
     epochs_in,
     expected_for,
     florc,
     hindsight_lines,
     python,
-    read_edits,
 )
+
+pytestmark = pytest.mark.e2e
 
 WILD = EXAMPLES / "wild"
 SHAPES = sorted(p.name for p in WILD.iterdir() if (p / "train.py").exists())
 UNSEEDED = {"unseeded_vocab"}
 CLOCKED = {"timed_epochs"}
 _NUMBER = re.compile(r"\d+(?:\.\d*)?")
-LEVELS = ("epoch", "batch", "after")
 
 
 def _edited(shape: str, level: str, dst: Path, base: Path | None = None) -> Path:
@@ -42,9 +44,7 @@ def _edited(shape: str, level: str, dst: Path, base: Path | None = None) -> Path
         copy_project(WILD / shape, dst)
     else:
         shutil.copytree(base, dst)
-    for edit in read_edits(WILD / shape / "hindsight.edits")[level]:
-        edit.apply(dst)
-    return dst
+    return apply_edits(WILD / shape, level, dst)
 
 
 @pytest.mark.parametrize("shape", SHAPES)

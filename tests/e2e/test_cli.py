@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from e2e import florc, python
+from helpers import florc, python
+
+pytestmark = pytest.mark.e2e
 
 SCRIPT = """\
 import random
@@ -63,6 +65,7 @@ def test_record_prints_the_scripts_output_and_replay_shows_new_statements(
     assert "epochs as the script counts them" in rep.stderr.splitlines()[0]
 
 
+@pytest.mark.smoke
 def test_replay_refuses_changes_to_training_code(tmp_path: Path) -> None:
     make(tmp_path)
     assert florc(["record", "train.py"], tmp_path).returncode == 0
@@ -127,6 +130,7 @@ def test_script_arguments_do_not_collide_with_florc_options(tmp_path: Path) -> N
     assert res.stdout.strip() == "['--epochs', '3']"
 
 
+@pytest.mark.smoke
 def test_logs_and_runs_tables(tmp_path: Path) -> None:
     make(tmp_path)
     florc(["record", "train.py"], tmp_path)

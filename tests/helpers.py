@@ -1,4 +1,10 @@
-"""Helpers for end-to-end tests: run the florc CLI and plain Python on copies of example projects."""
+"""Helpers for both test tiers: run the florc CLI and plain Python on copies of example projects,
+apply hindsight edits, and pick out the lines a hindsight statement printed.
+
+Every subprocess a test starts gets its environment from `clean_env()`, so a test never sees
+the PYTHONPATH of whoever runs pytest (florc must be imported from the installed package, as a
+user's shell would).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +18,21 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+LEVELS = ("epoch", "batch", "after")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess: this process's, without PYTHONPATH, plus `extra`."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env.update(extra)
+    return env
 
 
 @dataclass
 class Result:
+    """What a finished subprocess returned and printed."""
+
     returncode: int
     stdout: str
     stderr: str
@@ -26,27 +43,29 @@ class Result:
 
 
 def run(args: list[str], cwd: Path, timeout: int = 300) -> Result:
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    """Run a command to its end in cwd, with `clean_env()`."""
+    proc = subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=clean_env()
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def florc(args: list[str], cwd: Path) -> Result:
+    """`python -m florc ARGS` in cwd."""
     return run([sys.executable, "-m", "florc", *args], cwd)
 
 
 def python(script: str, cwd: Path, args: list[str] | None = None) -> Result:
+    """A plain `python SCRIPT ARGS` in cwd."""
     return run([sys.executable, script, *(args or [])], cwd)
 
 
 def copy_project(src: Path, dst: Path) -> Path:
+    """A copy of an example project without its edits, caches, store or saved models."""
     shutil.copytree(
         src,
         dst,
-        ignore=shutil.ignore_patterns(
-            "hindsight", "hindsight.edits", "__pycache__", ".florc", "*.pt"
-        ),
+        ignore=shutil.ignore_patterns("hindsight.edits", "__pycache__", ".florc", "*.pt"),
     )
     return dst
 
@@ -77,8 +96,9 @@ class Edit:
 
 def read_edits(path: Path) -> dict[str, list[Edit]]:
     """A `hindsight.edits` file: sections `== NAME`, each with optional `file: PATH`, then
-    `after: LINE`, `before: LINE` or `at end`, then the lines to add (indented like the anchor).
-    Several edits may follow one another in a section."""
+    `after: LINE`, `before: LINE` or `at end`, then the lines to add (indented like the anchor;
+    a line's own leading spaces are kept on top of the anchor's). Several edits may follow one
+    another in a section."""
     edits: dict[str, list[Edit]] = {}
     name, file = "", "train.py"
     for raw in path.read_text().splitlines():
@@ -97,18 +117,20 @@ def read_edits(path: Path) -> dict[str, list[Edit]]:
     return edits
 
 
-def overlay(edit: Path, project: Path) -> None:
-    for f in edit.rglob("*"):
-        if f.is_file():
-            target = project / f.relative_to(edit)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(f, target)
+def apply_edits(example: Path, level: str, project: Path) -> Path:
+    """Apply the `level` section of `example/hindsight.edits` to project (a copy of example)."""
+    edits = read_edits(example / "hindsight.edits")
+    assert edits.get(level), f"{example.name}/hindsight.edits has no edits for {level!r}"
+    for edit in edits[level]:
+        edit.apply(project)
+    return project
 
 
 _EPOCH = re.compile(r"\be=(-?\d+)\b")
 
 
 def hindsight_lines(output: str) -> list[str]:
+    """The lines of output that hindsight statements printed (they start with `HINDSIGHT `)."""
     return [line for line in output.splitlines() if line.startswith("HINDSIGHT ")]
 
 
@@ -123,4 +145,5 @@ def expected_for(lines: list[str], epochs: set[int]) -> list[str]:
 
 
 def epochs_in(lines: list[str]) -> list[int]:
+    """The epochs (`e=N` fields) that lines name, sorted, each once."""
     return sorted({int(m.group(1)) for line in lines if (m := _EPOCH.search(line))})

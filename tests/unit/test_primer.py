@@ -11,10 +11,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 EPOCH_FIELD = re.compile(r"\be=\{")
 
-REPO = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("primer_run", REPO / "primer" / "run.py")
 primer = importlib.util.module_from_spec(_spec)
 sys.modules["primer_run"] = primer
