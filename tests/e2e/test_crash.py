@@ -193,6 +193,7 @@ def _one_kill(
         ("numpy", NUMPY_SCRIPT, KILLS_NUMPY),
         ("torch", TORCH_SCRIPT, KILLS_TORCH),
     ],
+    ids=["numpy", "torch"],
 )
 def test_sigkill_at_random_moments(kind: str, source: str, kills: int, tmp_path: Path) -> None:
     src = tmp_path / f"{kind}-src"

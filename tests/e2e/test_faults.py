@@ -152,6 +152,7 @@ def test_ctrl_c_during_record_keeps_what_was_written(
     assert "fidelity: exact" in rep.stderr
 
 
+@pytest.mark.smoke
 def test_disk_full_during_record_training_goes_on(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
@@ -214,7 +215,7 @@ def _boundary_blobs(project: Path, run: int = 1) -> dict[int, Path]:
     return paths
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+@pytest.mark.parametrize("damage", [pytest.param("corrupt", marks=pytest.mark.smoke), "missing"])
 def test_a_damaged_checkpoint_falls_back_to_an_earlier_one(tmp_path: Path, damage: str) -> None:
     project, text = _recorded(tmp_path)
     blob = _boundary_blobs(project)[6]  # the state before epoch 6
