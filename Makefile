@@ -1,5 +1,5 @@
-# florc — developer entry points. `make help` lists them; `make demo` and `make test`
-# set everything up on a fresh machine (they depend on `install`).
+# florc — developer entry points. `make help` lists them; `make demo` and the test, lint and
+# typecheck targets set everything up on a fresh machine (they depend on `install`).
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
@@ -16,7 +16,7 @@ PRIMER_STAMP := $(VENV)/.primer-installed
 TORCH_VERSION  := 2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: help install demo test lint bench bench-full primer
+.PHONY: help install demo test test-all lint typecheck clean bench bench-full primer
 
 help: ## List the targets
 	@echo "florc make targets:"
@@ -34,11 +34,24 @@ $(STAMP): setup.cfg pyproject.toml
 demo: install ## Run the demo: record, add a print, replay epochs 5-8, list runs and logs
 	demo/run_demo.sh
 
-test: install ## Run the test suite
-	$(PYTHON) -m pytest -q
+# The unit tier (tests/unit/, in process) and the end-to-end cases marked `smoke`, one per
+# feature (tests/e2e/ holds them all, marked `e2e`). HYPOTHESIS=1 runs the full fuzz test.
+test: install ## Unit tests and one end-to-end case per feature (a few minutes)
+	$(PYTHON) -m pytest -q -m "not e2e or smoke"
 
-lint: install ## Run ruff on florc and tests
-	$(VENV)/bin/ruff check florc tests
+test-all: install ## Every test, the full fuzz test included (what CI runs)
+	HYPOTHESIS=1 $(PYTHON) -m pytest -q
+
+lint: install ## Run ruff on florc, tests, benchmarks and primer
+	$(VENV)/bin/ruff check florc tests benchmarks primer
+
+typecheck: install ## Run mypy on florc (configured in pyproject.toml)
+	$(VENV)/bin/mypy
+
+clean: ## Remove caches, build outputs and the install stamps (.venv itself stays)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info benchmarks/scratch
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -f $(STAMP) $(BENCH_STAMP) $(PRIMER_STAMP)
 
 # The benchmarks also need FlorDB (the peer they compare with) and matplotlib (plots).
 $(BENCH_STAMP): $(STAMP)

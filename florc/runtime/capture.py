@@ -60,8 +60,8 @@ class StreamTee(io.TextIOBase):
 def install(session: Any) -> tuple[TextIO, TextIO]:
     old = (sys.stdout, sys.stderr)
     _REAL["stdout"], _REAL["stderr"] = old
-    sys.stdout = StreamTee(session, old[0], "stdout")  # type: ignore[assignment]
-    sys.stderr = StreamTee(session, old[1], "stderr")  # type: ignore[assignment]
+    sys.stdout = StreamTee(session, old[0], "stdout")
+    sys.stderr = StreamTee(session, old[1], "stderr")
     _WARNINGS["showwarning"] = show = warnings.showwarning
 
     def showwarning(*args: Any, **kwargs: Any) -> None:

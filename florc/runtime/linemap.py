@@ -32,7 +32,7 @@ def compile_instrumented(original: str, instrumented: str, filename: str) -> obj
     for node in ast.walk(tree):
         if hasattr(node, "lineno") and node.lineno is not None:
             node.lineno = mapping[min(node.lineno, len(mapping) - 1)]
-            end = getattr(node, "end_lineno", None)
-            if end is not None:
-                node.end_lineno = max(node.lineno, mapping[min(end, len(mapping) - 1)])
+            if hasattr(node, "end_lineno") and node.end_lineno is not None:
+                end = mapping[min(node.end_lineno, len(mapping) - 1)]
+                node.end_lineno = max(node.lineno, end)
     return compile(tree, filename, "exec", dont_inherit=True)
