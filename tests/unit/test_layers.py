@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "florc"
+PACKAGE = Path(__file__).resolve().parents[2] / "florc"
 
 # the layers, from the bottom: who may import whom (besides its own layer)
 FOUNDATION = ("florc._version", "florc.errors", "florc.contract", "florc.project", "florc.report")
@@ -123,7 +123,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 def test_module_imports_only_what_its_layer_may(path: Path) -> None:
     module = _module_name(path)
     layer = _layer(module)
-    assert layer, f"{module}: not in any layer of tests/test_layers.py; give it one"
+    assert layer, f"{module}: not in any layer of tests/unit/test_layers.py; give it one"
     allowed = LAYERS[layer]
     bad = []
     for target, line in _imports(path):
