@@ -67,7 +67,7 @@ def test_runs_sizes_and_gc(tmp_path: Path) -> None:
     with store.exclusive() as alone:
         assert alone
         busy = florc(["gc", "3"], tmp_path)
-    assert busy.returncode != 0 and "record or replay is using this store" in busy.stderr
+    assert busy.returncode == 1 and "record or replay is using this store" in busy.stderr
     store.close()
     assert florc(["gc", "7"], tmp_path).returncode == 2
 
@@ -131,6 +131,7 @@ for epoch in range(5):
 """
 
 
+@pytest.mark.smoke
 def test_a_block_faster_to_run_than_to_restore_is_run_again(tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text(CHEAP_BLOCK)
     rec = florc(["record", "--checkpoint-all", "train.py"], tmp_path)

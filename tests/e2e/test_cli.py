@@ -170,7 +170,7 @@ def test_dataframe_and_private_store(tmp_path: Path) -> None:
     )
     import sys
 
-    from e2e import run
+    from helpers import run
 
     out = run([sys.executable, "-c", code], tmp_path)
     assert out.returncode == 0, out.stderr

@@ -190,7 +190,7 @@ def _one_kill(
 @pytest.mark.parametrize(
     ("kind", "source", "kills"),
     [
-        ("numpy", NUMPY_SCRIPT, KILLS_NUMPY),
+        pytest.param("numpy", NUMPY_SCRIPT, KILLS_NUMPY, marks=pytest.mark.smoke),
         ("torch", TORCH_SCRIPT, KILLS_TORCH),
     ],
     ids=["numpy", "torch"],

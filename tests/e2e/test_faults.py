@@ -320,7 +320,7 @@ def test_a_store_from_a_newer_florc_is_refused(tmp_path: Path) -> None:
     db.commit()
     db.close()
     rep = florc(["replay", "train.py"], project)
-    assert rep.returncode != 0 and "schema version 99" in rep.stderr
+    assert rep.returncode == 2 and "schema version 99" in rep.stderr
     assert "Traceback" not in rep.stderr
 
 

@@ -53,6 +53,7 @@ def commit(repo: Path, *files: str) -> subprocess.CompletedProcess[str]:
     return git(["commit", "-q", "-m", "change"], repo)
 
 
+@pytest.mark.smoke
 def test_the_hook_checks_training_scripts_on_commit_and_fills_the_cache(repo: Path) -> None:
     inst = florc(["hook", "install"], repo)
     assert inst.returncode == 0, inst.stderr
