@@ -84,10 +84,10 @@ def _imported_files(info: ModuleInfo, root: Path) -> list[Path]:
     for node in _small_statements(info.tree):
         if isinstance(node, cst.Import):
             for alias in node.names:
-                name = ".".join(dotted(alias.name) or ())  # type: ignore[arg-type]
+                name = ".".join(dotted(alias.name) or ())
                 out.extend(resolve_import_file(root, info.path.parent, name, 0))
         elif isinstance(node, cst.ImportFrom):
-            mod = ".".join(dotted(node.module) or ()) if node.module is not None else ""  # type: ignore[arg-type]
+            mod = ".".join(dotted(node.module) or ()) if node.module is not None else ""
             level = len(node.relative)
             out.extend(resolve_import_file(root, info.path.parent, mod, level))
             if not isinstance(node.names, cst.ImportStar):

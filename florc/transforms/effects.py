@@ -643,7 +643,7 @@ class _EffectWalker:
     def visit_Import(self, node: cst.Import) -> None:
         for alias in node.names:
             name = alias.asname.name if alias.asname else alias.name
-            root = dotted(name)  # type: ignore[arg-type]
+            root = dotted(name)
             if root:
                 self.effects.bound.add(root[0])
 

@@ -327,11 +327,11 @@ def _imported_packages(module: ModuleInfo) -> set[str]:
     for stmt in _walk(module.tree):
         if isinstance(stmt, cst.Import):
             for alias in stmt.names:
-                chain = dotted(alias.name)  # type: ignore[arg-type]
+                chain = dotted(alias.name)
                 if chain:
                     out.add(chain[0])
         elif isinstance(stmt, cst.ImportFrom) and not stmt.relative and stmt.module is not None:
-            chain = dotted(stmt.module)  # type: ignore[arg-type]
+            chain = dotted(stmt.module)
             if chain:
                 out.add(chain[0])
     return out

@@ -332,7 +332,7 @@ _CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
 def _code_fields(cls: type) -> tuple[str, ...]:
     return tuple(
         f.name
-        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls)
         if "whitespace" not in f.name and f.name not in _TOKEN_FIELDS
     )
 
@@ -448,7 +448,7 @@ def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
 # Fields whose order in the node's dataclass differs from their order in the source text, which
 # is the order a CSTVisitor and `node.children` follow: `@decorator` comes before `def name`,
 # `a if test else b` holds `test` first. Every other node type's fields are in source order.
-# (tests/test_compiler.py checks this table against libcst's own visiting order.)
+# (tests/unit/test_compiler.py checks this table against libcst's own visiting order.)
 _SOURCE_ORDER: dict[str, tuple[str, ...]] = {
     "Arg": ("star", "keyword", "value"),
     "ClassDef": ("decorators", "name", "type_parameters", "bases", "keywords", "body"),
