@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from e2e import EXAMPLES, copy_project, florc, hindsight_lines, overlay, python
 
-from florc.parallel import cpu_count, plan_segments, plan_threads
+from florc.replay.executors import cpu_count
+from florc.replay.segments import plan_segments, plan_threads
 
 # --- the plan ---------------------------------------------------------------------------
 
