@@ -178,15 +178,21 @@ class LocalExecutor:
                     tails[seg.index] = (tails[seg.index] + [line])[-20:]
                     reporter.output(line.rstrip("\n"), err=True)
 
+        def drain(stream: IO[str]) -> None:
+            for _ in stream:  # a quiet worker's stdout holds nothing the replay shows
+                pass
+
+        # stderr is read by its pump alone (communicate() would take lines from under it)
         pumps = [
-            threading.Thread(target=pump, args=(job.segment, proc.stderr))
+            threading.Thread(target=f, args=args)
             for job, proc, _ in procs
+            for f, args in ((pump, (job.segment, proc.stderr)), (drain, (proc.stdout,)))
         ]
         for t in pumps:
             t.start()
         ended = []
         for job, proc, t0 in procs:
-            proc.communicate()
+            proc.wait()
             ended.append((job, proc, time.perf_counter() - t0))
         for t in pumps:
             t.join()
