@@ -114,15 +114,15 @@ STORAGE_MODES = (("--checkpoint-all",), ("--checkpoint-all", "--compress"))
 # (30.1 MB, 10.2 MB stored), 8 skipped to stay within the budget; checkpointing cost 0.21 s of
 # 9.80 s training (2.1%); 11.02 s in all"
 SUMMARY = re.compile(
-    r"^florc: run (?P<run>\d+) (?P<status>\S+) — (?P<iterations>\d+) main-loop iterations, "
-    r"(?P<checkpoints>\d+) checkpoints \((?P<logical_mb>[\d.]+) MB, (?P<stored_mb>[\d.]+) MB "
+    r"^florc: run (?P<run>\d+) (?P<status>\S+) — (?P<iterations>\d+) main-loop iterations?, "
+    r"(?P<checkpoints>\d+) checkpoints? \((?P<logical_mb>[\d.]+) MB, (?P<stored_mb>[\d.]+) MB "
     r"stored\)"
     r"(?:, (?P<skipped>\d+) skipped to stay within the budget)?"
     r"(?:; checkpointing cost (?P<cost_s>[\d.]+) s of (?P<training_s>[\d.]+) s training "
     r"\((?P<cost_pct>[\d.]+)%\)"
     r"(?: \(incl\. (?P<flush_s>[\d.]+) s writing the last ones after training\))?)?"
     r"; (?P<florc_total_s>[\d.]+) s in all"
-    r"(?:; (?P<unusable>\d+) checkpoints could not be taken)?",
+    r"(?:; (?P<unusable>\d+) checkpoints? could not be taken)?",
     re.MULTILINE,
 )
 FROZEN_SIZES = re.compile(r"^frozen (\d+) bytes, trained (\d+) bytes$", re.MULTILINE)

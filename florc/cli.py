@@ -1,23 +1,55 @@
-"""The `florc` command line: options in, plain function calls, results out."""
+"""The `florc` command line: options in, API calls, results out; the only place that prints.
+
+Every command calls `florc.api` with a `Terminal` reporter: florc's own lines go to stderr as
+`florc: ...`, the script's output that a command shows to stdout (or stderr, where the script
+wrote it there). Exit codes come from the results' kinds, never from their text.
+"""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
-import random
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from florc import commands
-from florc._version import __version__
-from florc.errors import FlorcError
-from florc.runtime.policy import DEFAULT_BUDGET
+from florc import api
+from florc.api import DEFAULT_BUDGET, FlorcError, VerdictKind, __version__
 
 SCRIPT_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+
+
+class Terminal:
+    """The reporter the commands get: florc's lines on stderr, the script's where it wrote them.
+
+    ANSI colours in the script's output are passed through as they are (color=True)."""
+
+    def __init__(self) -> None:
+        self.drawn = False  # a progress line is on the screen
+
+    def note(self, message: str) -> None:
+        click.echo(f"florc: {message}", err=True, color=True)
+
+    def warn(self, message: str) -> None:
+        click.echo(f"florc: warning: {message}", err=True, color=True)
+
+    def output(self, text: str, err: bool = False) -> None:
+        click.echo(text, err=err, color=True)
+
+    def progress(self, text: str) -> None:
+        if not sys.stderr.isatty():
+            return
+        if text:
+            click.echo(f"\rflorc: {text} ", err=True, nl=False, color=True)
+            self.drawn = True
+        elif self.drawn:
+            click.echo("", err=True)
+            self.drawn = False
 
 
 def _run_with_hash_seed(seed: str | None) -> None:
@@ -83,20 +115,20 @@ def record(
 
     florc options go before SCRIPT: florc record --overhead 0.02 train.py --lr 0.1
     """
-    if os.environ.get("PYTHONHASHSEED", "random") == "random":
-        _run_with_hash_seed(str(random.SystemRandom().randint(1, 2**32 - 1)))
+    _run_with_hash_seed(api.new_hash_seed())
     args = list(script_args)
     if args and args[0] == "--":
         args = args[1:]
-    result = commands.record(
+    result = api.record(
         script,
         args,
         overhead=overhead,
         compress=compress,
         checkpoint_all=checkpoint_all,
         deterministic=deterministic,
+        reporter=Terminal(),
     )
-    sys.exit(result.outcome.exit_code)
+    sys.exit(result.exit_code)
 
 
 @cli.command()
@@ -148,8 +180,8 @@ def replay(
 
     Ends with a fidelity line: whether the values replay recomputed match the recording.
     """
-    _run_with_hash_seed(commands.recorded_hash_seed(script, run_id))
-    result = commands.replay(
+    _run_with_hash_seed(api.recorded_hash_seed(script, run_id))
+    result = api.replay(
         script,
         epochs,
         run_id,
@@ -159,8 +191,9 @@ def replay(
         executor=executor,
         address=address,
         threads=threads,
+        reporter=Terminal(),
     )
-    sys.exit(result.outcome.exit_code)
+    sys.exit(result.exit_code)
 
 
 @cli.command()
@@ -175,33 +208,18 @@ def replay(
 def verify(run_id: int | None, sample: int, threads: int | None) -> None:
     """Re-execute the blocks of a few recorded epochs of RUN (default: the latest) and compare
     them with the recording. Exit status 1 if they diverged."""
-    _run_with_hash_seed(commands.recorded_hash_seed(None, run_id, _root()))
-    result = commands.verify(_root(), run_id, sample, threads=threads)
-    code = result.outcome.exit_code
-    sys.exit(code or (1 if "diverged" in result.fidelity else 0))
+    _run_with_hash_seed(api.recorded_hash_seed(None, run_id, _root()))
+    result = api.verify(_root(), run_id, sample, threads=threads, reporter=Terminal())
+    code = result.exit_code
+    sys.exit(code or (1 if result.verdict.kind is VerdictKind.DIVERGED else 0))
 
 
 @cli.command("_segment", hidden=True)
-@click.argument("script")
-@click.option("--run", "run_id", type=int, required=True)
-@click.option("--replay", "replay_id", type=int, required=True)
-@click.option("--segment", "spec", required=True)
-@click.option("--output", type=click.Path(path_type=Path), required=True)
-@click.option("--allow-changes", is_flag=True)
-@click.option("--threads", type=int, default=None)
-def segment(
-    script: str,
-    run_id: int,
-    replay_id: int,
-    spec: str,
-    output: Path,
-    allow_changes: bool,
-    threads: int | None,
-) -> None:
-    """One worker of a parallel replay (started by `florc replay --workers N`)."""
-    sys.exit(
-        commands.replay_segment(script, run_id, replay_id, spec, output, allow_changes, threads)
-    )
+@click.argument("plan", type=click.Path(path_type=Path))
+def segment(plan: Path) -> None:
+    """One worker of a parallel replay (started by `florc replay --workers N`): run the
+    segment its PLAN file describes."""
+    sys.exit(api.run_worker(plan, reporter=Terminal()))
 
 
 @cli.command()
@@ -221,7 +239,7 @@ def instrument(scripts: tuple[str, ...], report: bool, check: bool, staged: bool
     With --check (what the commit hooks run): check that training scripts can be instrumented.
     """
     if check or staged:
-        result = commands.check(list(scripts), staged, Path.cwd())
+        result = api.check(list(scripts), staged, Path.cwd())
         for line in result.problems:
             click.echo(line, err=True)
         for line in result.notes:
@@ -236,7 +254,7 @@ def instrument(scripts: tuple[str, ...], report: bool, check: bool, staged: bool
     if len(scripts) != 1:
         raise click.UsageError("give one SCRIPT (or --check to check several)")
     script = scripts[0]
-    click.echo(commands.report(script) if report else commands.instrument(script), nl=False)
+    click.echo(api.report(script) if report else api.instrument(script), nl=False)
 
 
 @cli.group()
@@ -247,24 +265,33 @@ def hook() -> None:
 @hook.command("install")
 def hook_install() -> None:
     """Add florc's check to this repository's pre-commit hook (an existing hook is kept)."""
-    from florc import vcs as hooks
-
-    click.echo(hooks.install(Path.cwd()))
+    click.echo(api.install_hook(Path.cwd()))
 
 
 @hook.command("uninstall")
 def hook_uninstall() -> None:
     """Take florc's check out of the pre-commit hook, leaving the rest as it was."""
-    from florc import vcs as hooks
-
-    click.echo(hooks.uninstall(Path.cwd()))
+    click.echo(api.uninstall_hook(Path.cwd()))
 
 
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 def runs(fmt: str) -> None:
     """List recorded runs and replays in this project's store."""
-    rows = commands.runs_table(_root())
+    rows = [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "of": r.parent or "",
+            "script": r.script,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)),
+            "epochs": r.epochs,
+            "checkpoints": r.checkpoints,
+            "size": f"{r.size / 1e6:.1f} MB",
+            "status": r.status + ("" if r.faithful else " (unfaithful)"),
+        }
+        for r in api.runs(_root())
+    ]
     _emit(
         rows,
         ["id", "kind", "of", "script", "started", "epochs", "checkpoints", "size", "status"],
@@ -282,7 +309,7 @@ def runs(fmt: str) -> None:
 )
 def gc(run_ids: tuple[int, ...], keep_last: int | None) -> None:
     """Delete RUN_IDS (with their replays), or old runs with --keep-last; free unused data."""
-    result = commands.gc(_root(), list(run_ids), keep_last)
+    result = api.gc(_root(), list(run_ids), keep_last)
     if result.deleted:
         click.echo(f"deleted runs {', '.join(map(str, result.deleted))}")
     click.echo(f"freed {result.freed / 1e6:.1f} MB ({result.files} files)")
@@ -294,16 +321,14 @@ def gc(run_ids: tuple[int, ...], keep_last: int | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 def logs(run_id: int | None, name: str | None, fmt: str) -> None:
     """Recorded and replayed values (of RUN and its replays, or of all runs)."""
-    rows = commands.logs_rows(_root(), run_id, name=name)
+    rows = [dataclasses.asdict(r) for r in api.logs(_root(), run_id, name=name)]
     if fmt == "table":
         rows = [{k: ("" if v is None else v) for k, v in r.items()} for r in rows]
     _emit(rows, ["run", "kind", "epoch", "step", "statement", "value"], fmt)
 
 
 def _root() -> Path:
-    from florc.project import find_root
-
-    return find_root(Path.cwd() / "x.py")
+    return api.project_root(Path.cwd())
 
 
 def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None:
@@ -326,8 +351,8 @@ def main() -> None:
         exc.show()
         sys.exit(2)
     except click.exceptions.Abort:
-        sys.stderr.write("florc: aborted\n")
+        click.echo("florc: aborted", err=True)
         sys.exit(130)
     except FlorcError as exc:
-        sys.stderr.write(f"florc: {exc}\n")
+        click.echo(f"florc: {exc}", err=True)
         sys.exit(exc.exit_code)

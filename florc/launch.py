@@ -15,11 +15,22 @@ from typing import Any
 from florc._version import __version__
 from florc.contract import CompileResult
 from florc.errors import UsageError
-from florc.parallel import THREAD_VARS
 from florc.project import is_project_file
+from florc.report import plural
 from florc.runtime.linemap import compile_instrumented
 from florc.runtime.runner import ProjectImportHook
 from florc.runtime.session import Session
+
+# what decides torch's thread count (and so how floating-point sums are split)
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def thread_vars(threads: int, recorded: dict[str, str] | None = None) -> dict[str, str]:
+    """The thread-count variables a replay runs with: the recording's own where it set them
+    (they decided its thread counts), the count for the others."""
+    out = {var: str(threads) for var in THREAD_VARS}
+    out.update({k: v for k, v in (recorded or {}).items() if k in THREAD_VARS})
+    return out
 
 
 def script_path(script: str) -> Path:
@@ -91,7 +102,7 @@ def describe_main(result: CompileResult) -> str:
         for other in fm.loops
         if other.parent_loop == lp.loop_id and other.instrumented
     )
-    out = f"main loop at {lp.relpath}:{lp.line}, {blocks} blocks under it"
+    out = f"main loop at {lp.relpath}:{lp.line}, {plural(blocks, 'block')} under it"
     if result.main_loop_rule == "fallback":
         out += "; no loop trains, so the first loop with a nested loop"
     return out

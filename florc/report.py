@@ -16,8 +16,13 @@ class Reporter(Protocol):
     def warn(self, message: str) -> None:
         """Something the user should know that does not stop the command."""
 
-    def output(self, text: str) -> None:
-        """Lines of the script's own output that the command shows (a replay's new lines)."""
+    def output(self, text: str, err: bool = False) -> None:
+        """A line of the script's own output that the command shows (a replay's new lines);
+        err: the script wrote it to stderr."""
+
+    def progress(self, text: str) -> None:
+        """A status line that replaces the previous one ("w1 3/5 w2 2/5 · about 4 s left");
+        "" ends it. A terminal redraws it in place; elsewhere it may be dropped."""
 
 
 class Silent:
@@ -29,7 +34,10 @@ class Silent:
     def warn(self, message: str) -> None:
         pass
 
-    def output(self, text: str) -> None:
+    def output(self, text: str, err: bool = False) -> None:
+        pass
+
+    def progress(self, text: str) -> None:
         pass
 
 
@@ -40,6 +48,7 @@ class Recorded:
         self.notes: list[str] = []
         self.warnings: list[str] = []
         self.outputs: list[str] = []
+        self.errors: list[str] = []  # output lines the script wrote to stderr
 
     def note(self, message: str) -> None:
         self.notes.append(message)
@@ -47,8 +56,11 @@ class Recorded:
     def warn(self, message: str) -> None:
         self.warnings.append(message)
 
-    def output(self, text: str) -> None:
-        self.outputs.append(text)
+    def output(self, text: str, err: bool = False) -> None:
+        (self.errors if err else self.outputs).append(text)
+
+    def progress(self, text: str) -> None:
+        pass
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

@@ -17,6 +17,7 @@ The verdict is `exact`, `within tolerance (max abs diff X)` or `diverged at <whe
 from __future__ import annotations
 
 import collections
+import enum
 import math
 import numbers
 import pickle
@@ -336,6 +337,15 @@ def _rng_tree(rng: dict[str, Any]) -> Any:
     return out
 
 
+class VerdictKind(enum.Enum):
+    """What a replay's comparison with the recording found."""
+
+    EXACT = "exact"  # every value and state compared is identical
+    WITHIN = "within"  # some differ, all within tolerance
+    DIVERGED = "diverged"  # one differs beyond tolerance (the first is named)
+    UNCHECKED = "unchecked"  # nothing recomputed could be compared
+
+
 @dataclass
 class Verdict:
     compared: int
@@ -343,6 +353,14 @@ class Verdict:
     diverged: Evidence | None
     left_out: dict[str, int] = field(default_factory=dict)  # "clock"/"random" -> values
     threads: tuple[int, int] | None = None  # (this replay's, the recording's) when they differ
+
+    @property
+    def kind(self) -> VerdictKind:
+        if self.diverged is not None:
+            return VerdictKind.DIVERGED
+        if self.compared == 0:
+            return VerdictKind.UNCHECKED
+        return VerdictKind.EXACT if self.worst == 0.0 else VerdictKind.WITHIN
 
     @property
     def line(self) -> str:

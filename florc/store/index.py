@@ -1,4 +1,5 @@
-"""The run store: `.florc/` at the project root, SQLite for the index plus content-addressed blobs.
+"""The run store: a folder (`.florc/` at the project root unless configured otherwise) holding
+the SQLite index and the content-addressed blobs (blobs.py).
 
 A checkpoint is one small *manifest* blob (the snapshot's structure) plus one blob per large
 tensor or array. Blobs are named by the SHA-256 of their uncompressed bytes, so a tensor that
@@ -9,6 +10,10 @@ Crash safety: a blob file appears only once durable (written under a temporary n
 renamed, its folder fsynced); the checkpoint's index rows — the checkpoint, its blobs — are
 committed after that, in one transaction. A process killed at any instant leaves at most
 unreferenced blob files or temporary files, which `gc` removes.
+
+Where the store lives is the caller's decision (florc/project.py's `store_location` reads the
+configuration); the store only opens the folder it is given. A read-only open of a folder
+without a store creates nothing: it reads an empty store.
 """
 
 from __future__ import annotations
@@ -20,35 +25,40 @@ import json
 import os
 import shutil
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from florc.project import ignore_in_git, store_location
+from florc.errors import UsageError
+from florc.project import STORE_DIRNAME, ignore_in_git
+from florc.store.blobs import BlobInfo, Blobs, CorruptBlob
 
+__all__ = ["BlobInfo", "CheckpointRow", "CorruptBlob", "Store"]
+
+# 1: one blob per checkpoint; 2: a manifest blob plus one blob per large tensor (the blobs and
+# checkpoint_blobs tables), each with its codec
 SCHEMA_VERSION = 2
-BLOB_MAGIC = b"FLRC"
-CODEC_RAW, CODEC_ZSTD = 0, 1
+DB_NAME = "florc.db"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,               -- record | replay
+    kind TEXT NOT NULL,               -- record | replay | verify
     parent INTEGER,                   -- for a replay: the recorded run
     script TEXT NOT NULL,
     argv TEXT NOT NULL,
     started REAL NOT NULL,
     finished REAL,
-    status TEXT NOT NULL,             -- running | done | failed | interrupted
+    status TEXT NOT NULL,             -- running | done | partial | failed | interrupted
     exit_code INTEGER,
     pid INTEGER,                      -- the process that wrote it (to tell a crashed run)
     env TEXT NOT NULL,                -- json: versions, git commit, ...
     main_loop TEXT,
-    epochs TEXT                       -- json: what was asked (replay)
+    epochs TEXT                       -- json, replay and verify: what was asked (spec,
+                                      -- iterations, faithful), fidelity, segments
 );
 CREATE TABLE IF NOT EXISTS sources (
     run INTEGER NOT NULL, relpath TEXT NOT NULL, sha256 TEXT NOT NULL, text TEXT NOT NULL,
@@ -98,31 +108,6 @@ class CheckpointRow:
     info: dict[str, Any]
 
 
-@dataclass
-class BlobInfo:
-    sha: str
-    size: int  # bytes of content
-    stored: int  # bytes on disk
-    codec: int
-    written: bool
-
-
-class CorruptBlob(ValueError):
-    pass
-
-
-def _zstd() -> Any:
-    import zstandard
-
-    return zstandard.ZstdCompressor(level=3)
-
-
-def _zstd_decompressor() -> Any:
-    import zstandard
-
-    return zstandard.ZstdDecompressor()
-
-
 def _alive(pid: int | None) -> bool:
     if pid is None:
         return False
@@ -135,50 +120,79 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Store:
-    def __init__(self, root: Path, location: Path | None = None) -> None:
+    """The index and blobs of one store folder. Use it as a context manager (it closes)."""
+
+    def __init__(self, root: Path, location: Path | None = None, readonly: bool = False) -> None:
+        """location: the store folder (default: `.florc` under root; project.store_location
+        says which one the configuration names). readonly: open to read, never to write; a
+        folder without a store then reads as an empty store and nothing is created."""
         self.root = root
         self._lock: Any = None
-        self.dir = store_location(root, location)
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        ignore_in_git(self.dir)
-        (self.dir / "blobs").mkdir(mode=0o700, exist_ok=True)
-        (self.dir / "replays").mkdir(mode=0o700, exist_ok=True)
-        self.db = sqlite3.connect(self.dir / "florc.db", timeout=60, isolation_level=None)
+        self.dir = location if location is not None else root / STORE_DIRNAME
+        self.readonly = readonly
+        self.blobs = Blobs(self.dir / "blobs")
+        if readonly and not (self.dir / DB_NAME).is_file():
+            self.db = sqlite3.connect(":memory:", isolation_level=None)  # an empty store
+            self._create_schema()
+            return
+        if not readonly:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            ignore_in_git(self.dir)
+            (self.dir / "blobs").mkdir(mode=0o700, exist_ok=True)
+            (self.dir / "replays").mkdir(mode=0o700, exist_ok=True)
+        self.db = sqlite3.connect(self.dir / DB_NAME, timeout=60, isolation_level=None)
+        if readonly:
+            self._check_version(self._schema_version())
+            return
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         with self.tx():
-            has_meta = self.db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-            ).fetchone()
-            row = None
-            if has_meta:
-                row = self.db.execute(
-                    "SELECT value FROM meta WHERE key='schema_version'"
-                ).fetchone()
-            if row is not None and int(row[0]) != SCHEMA_VERSION:
-                from florc.errors import UsageError
-
-                raise UsageError(
-                    f"{self.dir}: store schema version {row[0]}, "
-                    f"this florc reads {SCHEMA_VERSION}. "
-                    "Use the florc version that wrote it, or move the store aside."
-                )
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    self.db.execute(statement)
-            if row is None:
+            version = self._schema_version()
+            self._check_version(version)
+            self._create_schema()
+            if version is None:
                 self.db.execute(
                     "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
+
+    @staticmethod
+    def exists(location: Path) -> bool:
+        """Whether a store has been created in this folder."""
+        return (location / DB_NAME).is_file()
+
+    def _schema_version(self) -> str | None:
+        has_meta = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        if not has_meta:
+            return None
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return None if row is None else str(row[0])
+
+    def _check_version(self, version: str | None) -> None:
+        if version is not None and int(version) != SCHEMA_VERSION:
+            self.db.close()
+            raise UsageError(
+                f"{self.dir}: store schema version {version}, "
+                f"this florc reads {SCHEMA_VERSION}. "
+                "Use the florc version that wrote it, or move the store aside."
+            )
+
+    def _create_schema(self) -> None:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                self.db.execute(statement)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def replay_dir(self, run: int) -> Path:
+        """The folder of a replay's (or verify's) own files: sandboxed writes, worker plans."""
+        return self.dir / "replays" / str(run)
 
     def tx(self) -> sqlite3.Connection:
         return _Tx(self.db)  # type: ignore[return-value]
@@ -290,9 +304,9 @@ class Store:
         rows = self.db.execute("SELECT idx, value FROM iterations WHERE run=? ORDER BY idx", (run,))
         return [(i, json.loads(v) if v is not None else None) for i, v in rows]
 
-    # blobs ------------------------------------------------------------------
+    # blobs (blobs.py) -----------------------------------------------------------
     def blob_path(self, sha: str) -> Path:
-        return self.dir / "blobs" / sha[:2] / sha[2:]
+        return self.blobs.path(sha)
 
     def write_blob(
         self, data: Any, sha: str | None = None, compress: bool = False, sync_dir: bool = True
@@ -301,61 +315,14 @@ class Store:
 
         With sync_dir=False the caller must `sync_dirs` the blob's folder before relying on it.
         """
-        view = memoryview(data).cast("B")
-        sha = sha or hashlib.sha256(view).hexdigest()
-        path = self.blob_path(sha)
-        if path.exists():
-            with open(path, "rb") as f:
-                header = f.read(8)
-            codec = header[4] if len(header) == 8 else CODEC_RAW
-            return BlobInfo(sha, view.nbytes, path.stat().st_size, codec, written=False)
-        codec, payload = CODEC_RAW, view
-        if compress and view.nbytes >= 512:
-            packed = _zstd().compress(view)
-            if len(packed) < 0.9 * view.nbytes:
-                codec, payload = CODEC_ZSTD, memoryview(packed)
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(BLOB_MAGIC + bytes([codec, 0, 0, 0]))
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # never leave a partial blob behind (disk full, ...)
-            raise
-        if sync_dir:
-            _fsync_dir(path.parent)
-        return BlobInfo(sha, view.nbytes, payload.nbytes + 8, codec, written=True)
+        return self.blobs.write(data, sha, compress, sync_dir)
 
     def sync_dirs(self, blobs: Iterable[BlobInfo]) -> None:
         """Make the renames of newly written blobs durable: one fsync per folder."""
-        for folder in {self.blob_path(b.sha).parent for b in blobs if b.written}:
-            _fsync_dir(folder)
+        self.blobs.sync_dirs(blobs)
 
     def get_blob(self, sha: str) -> bytes:
-        path = self.blob_path(sha)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise CorruptBlob(f"checkpoint blob {sha[:12]} is missing") from None
-        if raw[:4] != BLOB_MAGIC or len(raw) < 8:
-            raise CorruptBlob(f"checkpoint blob {sha[:12]} has an unknown format")
-        codec = raw[4]
-        if codec == CODEC_RAW:
-            data = raw[8:]
-        elif codec == CODEC_ZSTD:
-            try:
-                data = _zstd_decompressor().decompress(raw[8:])
-            except Exception as exc:  # noqa: BLE001 - zstd raises its own error type
-                raise CorruptBlob(f"blob {sha[:12]} does not decompress: {exc}") from None
-        else:
-            raise CorruptBlob(f"checkpoint blob {sha[:12]} has unknown codec {codec}")
-        if hashlib.sha256(data).hexdigest() != sha:
-            raise CorruptBlob(f"checkpoint blob {sha[:12]} is corrupt (hash mismatch)")
-        return data
+        return self.blobs.read(sha)
 
     # checkpoints ------------------------------------------------------------
     def add_checkpoint(
@@ -445,7 +412,7 @@ class Store:
                 self.db.execute(f"DELETE FROM {table} WHERE run IN ({marks})", args)
             self.db.execute(f"DELETE FROM runs WHERE id IN ({marks})", args)
         for run in ids:
-            shutil.rmtree(self.dir / "replays" / str(run), ignore_errors=True)
+            shutil.rmtree(self.replay_dir(run), ignore_errors=True)
         return sorted(ids)
 
     def collect_garbage(self) -> tuple[int, int]:
@@ -458,15 +425,7 @@ class Store:
                 "DELETE FROM blobs WHERE sha256 NOT IN (SELECT blob FROM checkpoint_blobs)"
             )
             live = {r[0] for r in self.db.execute("SELECT sha256 FROM blobs")}
-        files = freed = 0
-        for sub in (self.dir / "blobs").iterdir():
-            if not sub.is_dir():
-                continue
-            for f in sub.iterdir():
-                if f.name.startswith(".") or sub.name + f.name not in live:
-                    freed += f.stat().st_size
-                    f.unlink()
-                    files += 1
+        files, freed = self.blobs.collect(live)
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return files, freed
 

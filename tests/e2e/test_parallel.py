@@ -20,7 +20,7 @@ from helpers import (
     python,
 )
 
-from florc.parallel import cpu_count
+from florc.replay.executors import cpu_count
 
 pytestmark = pytest.mark.e2e
 

@@ -365,7 +365,7 @@ def test_nested_blocks_recursion_and_linked_lists_stay_bounded(tmp_path: Path) -
 def test_a_fixpoint_out_of_budget_re_executes_the_blocks_it_reaches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from florc.commands import report
+    from florc.api import report
     from florc.transforms import effects
 
     path = tmp_path / "train.py"
@@ -387,7 +387,7 @@ def test_a_fixpoint_out_of_budget_re_executes_the_blocks_it_reaches(
 def test_a_changeset_wider_than_the_limit_collapses_to_its_roots(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from florc.commands import report
+    from florc.api import report
     from florc.transforms import effects
 
     fields = "\n".join(f"        state.f{i}.x += 1" for i in range(6))

@@ -3,7 +3,7 @@ get the recording's thread count, or fewer run."""
 
 from __future__ import annotations
 
-from florc.parallel import plan_segments, plan_threads
+from florc.replay.segments import plan_segments, plan_threads
 
 # --- the plan ---------------------------------------------------------------------------
 

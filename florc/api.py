@@ -1,0 +1,234 @@
+"""florc's API: every command as a function that returns a typed result and prints nothing.
+
+What a command has to say goes to the `Reporter` it is given (default: `Silent()`); the CLI
+(florc/cli.py) passes one that writes to the terminal, tests a `Recorded` one. The CLI imports
+this module only, so everything it needs is here, re-exported where it lives elsewhere.
+
+    instrument, report, check     the compiler's view of a script (florc/check.py)
+    record                        florc/record.py
+    replay, verify, run_worker    florc/replay/
+    runs, logs, gc                florc/store/queries.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from florc._version import __version__
+from florc.check import CheckResult
+from florc.check import check as _check
+from florc.check import instrument as _instrument
+from florc.check import report as _report
+from florc.contract import START_LOOP
+from florc.errors import FlorcError, UsageError
+from florc.project import find_root, store_location
+from florc.record import RecordResult, new_hash_seed, recorded_hash_seed
+from florc.record import record as _record
+from florc.replay.prepare import prepare
+from florc.replay.results import ReplayResult, ReplayStats, SegmentRecord
+from florc.report import Recorded, Reporter, Silent, plural
+from florc.runtime.fidelity import Verdict, VerdictKind
+from florc.runtime.policy import DEFAULT_BUDGET
+from florc.store import queries
+from florc.store.index import Store
+from florc.store.queries import GcResult, LogRow, RunRow
+
+__all__ = [
+    "DEFAULT_BUDGET",
+    "CheckResult",
+    "FlorcError",
+    "GcResult",
+    "LogRow",
+    "RecordResult",
+    "Recorded",
+    "ReplayResult",
+    "ReplayStats",
+    "Reporter",
+    "RunRow",
+    "SegmentRecord",
+    "Silent",
+    "UsageError",
+    "Verdict",
+    "VerdictKind",
+    "__version__",
+    "check",
+    "gc",
+    "install_hook",
+    "instrument",
+    "logs",
+    "new_hash_seed",
+    "plural",
+    "project_root",
+    "record",
+    "recorded_hash_seed",
+    "replay",
+    "report",
+    "run_worker",
+    "runs",
+    "uninstall_hook",
+    "verify",
+]
+
+
+def project_root(folder: Path) -> Path:
+    """The project a command run in `folder` works on (the git root above it, else itself)."""
+    return find_root(folder / "x.py")
+
+
+# --- the compiler's view ---------------------------------------------------------------
+
+
+def instrument(script: str) -> str:
+    """The script as florc instruments it."""
+    return _instrument(script)
+
+
+def report(script: str) -> str:
+    """What the analysis found: the main loop, each loop's changeset, the log statements."""
+    return _report(script)
+
+
+def check(files: list[str], staged: bool, cwd: Path) -> CheckResult:
+    """Instrument the training scripts among `files` (or the staged ones, or all of the
+    project's); keep them in the compile cache. What `instrument --check` and the hooks run."""
+    return _check(files, staged, cwd)
+
+
+def install_hook(cwd: Path) -> str:
+    """Add florc's check to the repository's pre-commit hook; what was done."""
+    from florc import vcs
+
+    return vcs.install(cwd)
+
+
+def uninstall_hook(cwd: Path) -> str:
+    """Take florc's check out of the pre-commit hook; what was done."""
+    from florc import vcs
+
+    return vcs.uninstall(cwd)
+
+
+# --- record and replay -----------------------------------------------------------------
+
+
+def record(
+    script: str,
+    args: list[str],
+    store_dir: Path | None = None,
+    overhead: float | None = None,
+    compress: bool = False,
+    checkpoint_all: bool = False,
+    deterministic: bool = False,
+    reporter: Reporter | None = None,
+) -> RecordResult:
+    """Run the script unmodified, checkpointing its loops. The string-hash seed is this
+    process's: pin PYTHONHASHSEED before (the CLI re-executes with `new_hash_seed()`)."""
+    return _record(
+        script,
+        args,
+        store_dir=store_dir,
+        overhead=overhead,
+        compress=compress,
+        checkpoint_all=checkpoint_all,
+        deterministic=deterministic,
+        reporter=reporter or Silent(),
+    )
+
+
+def replay(
+    script: str,
+    epochs: str = "all",
+    run: int | None = None,
+    allow_changes: bool = False,
+    store_dir: Path | None = None,
+    workers: int = 1,
+    retry: bool = False,
+    executor: str = "local",
+    address: str | None = None,
+    threads: int | None = None,
+    reporter: Reporter | None = None,
+) -> ReplayResult:
+    """Show the edited script's new log statements for `epochs` of a recorded run (default:
+    the script's latest). threads: torch threads per worker (default: the recording's)."""
+    from florc.replay.retry import retry as _retry
+    from florc.replay.run import replay as _replay
+
+    say = reporter or Silent()
+    if workers < 1:
+        raise UsageError(f"--workers {workers}: give 1 or more")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads {threads}: give 1 or more")
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor {executor}: give local or ray")
+    with prepare(script, run, allow_changes, store_dir, say) as prep:
+        if retry:
+            return _retry(prep, say, executor, address, threads)
+        return _replay(prep, epochs, say, workers, executor, address, threads)
+
+
+def verify(
+    root: Path,
+    run: int | None = None,
+    sample: int = 3,
+    store_dir: Path | None = None,
+    threads: int | None = None,
+    reporter: Reporter | None = None,
+) -> ReplayResult:
+    """Re-execute every block in `sample` recorded epochs of `run` (default: the latest
+    recorded run) and compare with the recording; the verdict's kind says what was found."""
+    from florc.replay.verify import verify as _verify
+
+    if sample < 1:
+        raise UsageError(f"--sample {sample}: give 1 or more epochs")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads {threads}: give 1 or more")
+    with Store(root, store_location(root, store_dir), readonly=True) as store:
+        if run is None:
+            records = store.runs("record")
+            if not records:
+                raise UsageError(f"no recorded run in {store.dir}; run `florc record` first")
+            run = records[-1]["id"]
+        meta = store.run(run)
+        if meta is None or meta["kind"] != "record":
+            raise UsageError(f"run {run} is not a recorded run; `florc runs` lists them")
+    say = reporter or Silent()
+    with prepare(str(root / meta["script"]), run, False, store_dir, say) as prep:
+        return _verify(prep, sample, say, threads)
+
+
+def run_worker(plan_file: Path, reporter: Reporter | None = None) -> int:
+    """One worker of a parallel replay: run the segment its plan file names."""
+    from florc.replay.worker import run_worker as _run_worker
+
+    return _run_worker(plan_file, reporter or Silent())
+
+
+# --- the store -------------------------------------------------------------------------
+
+
+def runs(root: Path, store_dir: Path | None = None) -> list[RunRow]:
+    """The store's runs, oldest first (an empty list where there is no store)."""
+    with Store(root, store_location(root, store_dir), readonly=True) as store:
+        return queries.runs(store, START_LOOP)
+
+
+def logs(
+    root: Path, run: int | None = None, name: str | None = None, store_dir: Path | None = None
+) -> list[LogRow]:
+    """Recorded and replayed values of `run` and its replays (of every run when None)."""
+    with Store(root, store_location(root, store_dir), readonly=True) as store:
+        return queries.logs(store, run, name)
+
+
+def gc(
+    root: Path, runs: list[int], keep_last: int | None, store_dir: Path | None = None
+) -> GcResult:
+    """Delete the given runs (and their replays), or all but the last N records of each
+    script; then free every blob no remaining checkpoint uses."""
+    location = store_location(root, store_dir)
+    if not Store.exists(location):  # nothing to collect: check the arguments, create nothing
+        with Store(root, location, readonly=True) as empty:
+            queries.doomed(empty, runs, keep_last)
+        return GcResult([], 0, 0)
+    with Store(root, location) as store:
+        return queries.gc(store, runs, keep_last)

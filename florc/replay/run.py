@@ -1,0 +1,202 @@
+"""`florc replay`: show the new log statements' output for the requested epochs.
+
+One process runs the edited script under a replay session (local.py); with `--workers N` the
+epochs are split into segments (segments.py), each worker gets a plan file (worker.py) and runs
+on an executor (executors.py), and their outputs are merged (merge.py). Either way the replay's
+values are stored, its fidelity verdict computed, and the run closed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from florc.errors import UsageError
+from florc.launch import environment
+from florc.replay.epochs import epochs_text, parse_epochs
+from florc.replay.executors import (
+    Executor,
+    Job,
+    LocalExecutor,
+    RayExecutor,
+    cpu_count,
+    florc_command,
+    gpu_count,
+)
+from florc.replay.local import run_session
+from florc.replay.merge import Merged, merge
+from florc.replay.prepare import PreparedReplay
+from florc.replay.results import ReplayResult, ReplayStats, SegmentRecord
+from florc.replay.segments import Segment, plan_segments, plan_threads
+from florc.replay.worker import WorkerPlan
+from florc.report import Reporter, plural
+from florc.runtime import fidelity
+from florc.runtime.session import log_rows, statement_codes
+
+
+def replay(
+    prep: PreparedReplay,
+    epochs: str,
+    reporter: Reporter,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    threads: int | None = None,
+) -> ReplayResult:
+    """Replay `epochs` of the prepared run. threads: torch threads per worker (default: the
+    recording's count)."""
+    store, meta = prep.store, prep.meta
+    values = prep.values
+    if not values:
+        raise UsageError(prep.nothing_to_replay())
+    targets, how = parse_epochs(epochs, values)
+    recorded_threads = meta["env"].get("torch_threads")
+    per_worker = threads  # None: the recording's count
+    if executor == "local" and workers > 1 and len(targets) > 1:
+        tp = plan_threads(workers, recorded_threads, threads, cpu_count(), gpu_count())
+        if tp.note:
+            reporter.note(tp.note)
+        workers = tp.workers
+        if tp.threads != recorded_threads:
+            per_worker = tp.threads
+    used_threads = per_worker or recorded_threads
+    faithful = prep.alignment.faithful
+    replay_id = store.create_run(
+        "replay",
+        prep.result.script,
+        meta["argv"],
+        environment(),
+        parent=prep.run,
+        main_loop=prep.result.main_loop,
+        epochs={"spec": epochs, "iterations": targets, "faithful": faithful},
+    )
+    store.add_sources(replay_id, prep.edited)
+    reporter.note(
+        f"run {prep.run} · replay {replay_id} · epochs {epochs_text(values, targets)} — {how}"
+        + ("" if faithful else " · UNFAITHFUL (code changed)")
+    )
+    if not prep.alignment.new_statements:
+        reporter.note(
+            "no new log statements: nothing to show (add print/log statements to the script)"
+        )
+    t0 = time.perf_counter()
+    info: dict[str, Any] = {}
+    records: list[SegmentRecord] = []
+    if (workers > 1 and len(targets) > 1) or executor != "local":
+        segments = plan_segments(targets, prep.anchors(), workers)
+        if len(segments) < min(workers, len(targets)):
+            reporter.note(
+                f"{len(segments)} of {workers} workers would shorten this replay: more would "
+                "start from the same checkpoint (record with a larger --overhead or "
+                "--checkpoint-all for more starting points)"
+            )
+        for seg in segments:
+            origin = (
+                "from the start"
+                if seg.start == 0
+                else f"from the checkpoint before epoch {epochs_text(values, [seg.start])}"
+            )
+            reporter.note(
+                f"worker {seg.index + 1}: epochs {epochs_text(values, seg.targets)} ({origin})"
+            )
+        done = run_workers(prep, replay_id, segments, executor, address, per_worker, reporter)
+        records = done.records
+        info["segments"] = [r.to_dict() for r in records]
+        outcome, lines, evidence, stats = done.outcome, done.lines, done.evidence, done.stats
+        summary = f"{plural(len(segments), 'worker')} ({executor}); " + stats.summary()
+    else:
+        plan = prep.plan(targets, prep.run_after_loop)
+        ran = run_session(
+            store,
+            replay_id,
+            prep.result,
+            plan,
+            prep.path,
+            prep.root,
+            meta,
+            store.replay_dir(replay_id) / "files",
+            reporter,
+            threads=threads,
+        )
+        outcome, lines, evidence = ran.outcome, ran.session.lines, ran.session.evidence
+        stats = ReplayStats.of(ran.session.stats)
+        for note in stats.notes[:5]:
+            reporter.note(note)
+        summary = stats.summary()
+    elapsed = time.perf_counter() - t0
+    store.add_logs(replay_id, log_rows(lines, statement_codes(prep.result.to_dict())))
+    verdict = fidelity.verdict(evidence, prep.threads_note(used_threads))
+    store.finish_run(replay_id, outcome.status, outcome.exit_code)
+    store.set_replay_info(replay_id, {"fidelity": verdict.line, **info})
+    recorded_seconds = (meta["finished"] or time.time()) - meta["started"]
+    reporter.note(
+        f"replay {replay_id} {outcome.status} in {elapsed:.2f} s (recording took "
+        f"{recorded_seconds:.2f} s): {summary}"
+    )
+    if records and outcome.status != "done":
+        reporter.note(
+            "rerun only the failed workers with: florc replay --retry " + prep.result.script
+        )
+    reporter.note(verdict.line)
+    return ReplayResult(replay_id, outcome, faithful, verdict, stats, records)
+
+
+def executor_for(
+    name: str, address: str | None, threads: int | None, recorded_vars: dict[str, str] | None
+) -> Executor:
+    if name == "ray":
+        return RayExecutor(address, threads, recorded_vars)
+    return LocalExecutor(threads, recorded_vars)
+
+
+def run_workers(
+    prep: PreparedReplay,
+    replay_id: int,
+    segments: list[Segment],
+    executor: str,
+    address: str | None,
+    asked_threads: int | None,
+    reporter: Reporter,
+) -> Merged:
+    """Run segments in worker processes; show the new statements' output, merged in order.
+
+    Each worker runs with the recording's torch thread count (replay() chose how many workers
+    the cores hold), or with asked_threads (given, or fewer where each worker has a GPU)."""
+    values = prep.values
+    env = prep.meta["env"]
+    threads = asked_threads or env.get("torch_threads")
+    recorded_vars = None if asked_threads else env.get("thread_env")
+    folder = prep.store.replay_dir(replay_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for seg in segments:
+        plan_file = folder / f"segment-{seg.index}.plan.json"
+        output = folder / f"segment-{seg.index}.json"
+        WorkerPlan(
+            script=prep.path,
+            root=prep.root,
+            store=prep.store.dir,
+            run=prep.run,
+            replay=replay_id,
+            segment=seg,
+            compiled=prep.result,
+            plan=prep.plan(seg.targets, prep.run_after_loop and seg.after_loop),
+            meta=prep.meta,
+            threads=asked_threads,
+            files=folder / f"worker-{seg.index + 1}" / "files",
+            output=output,
+        ).write(plan_file)
+        jobs.append(Job(seg, [*florc_command(), "_segment", str(plan_file)], output))
+    results = executor_for(executor, address, threads, recorded_vars).run(
+        jobs, Path.cwd(), reporter
+    )
+    done = merge(results)
+    for ln in done.lines:
+        if ln.new:
+            text = ln.shown if ln.shown is not None else ln.text
+            reporter.output(text, err=ln.stream != "stdout")
+    for rec in done.failed:
+        epochs = epochs_text(values, rec.segment.targets)
+        reporter.note(f"worker {rec.segment.index + 1} (epochs {epochs}) failed: {rec.error}")
+    return done
