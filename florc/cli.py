@@ -76,7 +76,19 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class FlorcGroup(click.Group):
+    """The command group: a FlorcError (a user's mistake, a script florc cannot handle) ends
+    the command with its message and exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FlorcError as exc:
+            click.echo(f"florc: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=FlorcGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="florc")
 def cli() -> None:
     """Hindsight logging: record a training script once, add log statements later, replay."""

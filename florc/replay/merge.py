@@ -50,7 +50,5 @@ def merge(results: list[WorkerResult]) -> Merged:
         out.evidence.extend(r.output.evidence)
         out.stats = out.stats.merge(r.output.stats)
     if out.failed:
-        out.outcome = RunOutcome(
-            "failed", 1, f"{len(out.failed)} of {len(results)} workers failed"
-        )
+        out.outcome = RunOutcome("failed", 1, f"{len(out.failed)} of {len(results)} workers failed")
     return out

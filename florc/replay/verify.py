@@ -58,9 +58,7 @@ def verify(
     )
     ran: SessionRun | None = None
     if not candidates:
-        reporter.note(
-            f"run {prep.run} has no block checkpoints to compare with: nothing to verify"
-        )
+        reporter.note(f"run {prep.run} has no block checkpoints to compare with: nothing to verify")
     else:
         reporter.note(
             f"run {prep.run} · verify {verify_id} · re-running every block of epochs "
