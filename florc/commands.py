@@ -76,14 +76,10 @@ from florc.runtime import fidelity
 from florc.runtime import state as st
 from florc.runtime.files import FileSandbox
 from florc.runtime.policy import DEFAULT_BUDGET, CheckpointPolicy
+from florc.runtime.record import RecordSession
+from florc.runtime.replay import ReplaySession
 from florc.runtime.runner import RunOutcome, run_script
-from florc.runtime.session import (
-    RecordSession,
-    ReplaySession,
-    Session,
-    log_rows,
-    statement_codes,
-)
+from florc.runtime.session import Session, log_rows, statement_codes
 from florc.runtime.writer import CheckpointJob, Writer
 from florc.store.index import Store
 from florc.transforms import cache as compile_cache
@@ -693,7 +689,7 @@ def _run_replay_session(
     if env.get("deterministic"):
         _make_deterministic()
     session = ReplaySession(prep.store, replay_id, prep.result, plan)
-    session.quiet = quiet
+    session.echo = not quiet
     session.on_progress = on_progress
     start = prep.checkpoints.get((START_LOOP, 0, 0))
     if start is not None and start.blob:
@@ -814,7 +810,7 @@ def replay(
             s.bytes_read,
         )
     elapsed = time.perf_counter() - t0
-    store.add_logs(replay_id, log_rows(lines, statement_codes(prep.result.to_dict())))
+    store.add_logs(replay_id, log_rows(lines, statement_codes(prep.result)))
     verdict = fidelity.verdict(evidence, _threads_note(prep, used_threads))
     store.finish_run(replay_id, outcome.status, outcome.exit_code)
     store.set_replay_info(replay_id, {"fidelity": verdict.line, **info})
@@ -1017,7 +1013,7 @@ def _retry(
     done = _run_workers(prep, replay_id, failed, allow_changes, executor, address, threads)
     redone = {rec["index"]: rec for rec in done.records}
     records = [redone.get(rec["index"], rec) for rec in records]
-    store.add_logs(replay_id, log_rows(done.lines, statement_codes(prep.result.to_dict())))
+    store.add_logs(replay_id, log_rows(done.lines, statement_codes(prep.result)))
     evidence = [fidelity.Evidence(**e) for rec in records for e in rec["evidence"]]
     verdict = fidelity.verdict(evidence, _threads_note(prep, threads))
     all_ok = all(rec["ok"] for rec in records)
