@@ -88,7 +88,7 @@ class _Statements:
     """Log statements by how their code starts."""
 
     def __init__(self, compiled: CompileResult) -> None:
-        self.all = compiled.files["train.py"].log_statements
+        self.all: list[dict[str, Any]] = compiled.files["train.py"].log_statements
 
     def __getitem__(self, start: str) -> dict[str, Any]:
         (found,) = [ls for ls in self.all if ls["code"].startswith(start)]
