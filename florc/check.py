@@ -211,11 +211,14 @@ def report(script: str) -> str:
             if lp.iterated:
                 out.append(f"  iterates over: {', '.join(lp.iterated)}")
             if not lp.instrumented:
-                out.append("  left as written: inside a generator function")
+                out.append(
+                    "  left as written (inside a generator function, or in a module that "
+                    "uses florc.loop)"
+                )
             if lp.unbounded:
                 out.append("  re-executes at replay:")
                 out.extend(f"    {reason}" for reason in lp.unbounded)
-            elif role == "block":
+            elif role == "block" and lp.instrumented:
                 out.append(
                     "  at replay: restored from its checkpoint unless it gains a log statement"
                 )

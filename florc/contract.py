@@ -23,12 +23,9 @@ class LoopManifest:
     scope: str
     parent_loop: str | None
     changeset: list[str]  # access paths "model", "self.step", "@pkg.mod:name"
-    bound: list[str]  # names the loop binds
     required: list[str]  # paths that must be restored (the rest are kept when possible)
     iterated: list[str]  # paths only iterated over (re-iterables need no restore)
     unbounded: list[str]  # reasons, "path:line:col: why"; non-empty -> re-executed at replay
-    callees: list[str]
-    log_statements: list[str]  # normalised code of log statements lexically inside
     instrumented: bool = True
     # paths of the changeset (or attributes under them: "timer.t0") holding a value derived
     # from a clock or unseeded randomness -> "clock" | "random"; left out of fidelity checks
@@ -38,7 +35,6 @@ class LoopManifest:
 @dataclass
 class FileManifest:
     relpath: str
-    module_name: str
     path: str
     source: str
     sha256: str
@@ -48,7 +44,6 @@ class FileManifest:
     # derived from a clock or unseeded randomness, "shapes" (its lines: parts ["text", str] or
     # ["value", None | "clock" | "random"]) and "left_out" (that kind; see transforms/clocks.py)
     log_statements: list[dict[str, object]] = field(default_factory=list)
-    functions: dict[str, list[str]] = field(default_factory=dict)  # qualname -> log code inside
 
 
 @dataclass

@@ -4,7 +4,6 @@ a script has no main loop."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import os
 import platform
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from florc._version import __version__
-from florc.contract import CompileResult
+from florc.contract import CompileResult, FileManifest
 from florc.errors import UsageError
 from florc.project import is_project_file
 from florc.report import plural
@@ -78,12 +77,11 @@ def compiled_code(result: CompileResult, relpath: str) -> Any:
 def import_hook(result: CompileResult, root: Path, session: Session) -> ProjectImportHook:
     by_path = {Path(fm.path).resolve(): rel for rel, fm in result.files.items()}
 
-    def compile_module(path: Path, fullname: str) -> tuple[Any, dict[str, Any]] | None:
+    def compile_module(path: Path, fullname: str) -> tuple[Any, FileManifest] | None:
         rel = by_path.get(path.resolve())
         if rel is None or rel == result.script:
             return None
-        fm = result.files[rel]
-        return compiled_code(result, rel), {"files": {rel: dataclasses.asdict(fm)}}
+        return compiled_code(result, rel), result.files[rel]
 
     return ProjectImportHook(root, lambda p: is_project_file(p, root), compile_module, session)
 

@@ -38,8 +38,8 @@ from florc.project import find_root, store_location
 from florc.report import Reporter, Silent, plural
 from florc.runtime import state as st
 from florc.runtime.policy import DEFAULT_BUDGET, CheckpointPolicy
+from florc.runtime.record import RecordSession
 from florc.runtime.runner import RunOutcome, run_script
-from florc.runtime.session import RecordSession
 from florc.runtime.writer import CheckpointJob, Writer
 from florc.store.index import Store
 from florc.transforms import cache as compile_cache

@@ -21,8 +21,8 @@ from florc.launch import compiled_code, import_hook, make_deterministic, thread_
 from florc.report import Reporter
 from florc.runtime import state as st
 from florc.runtime.files import FileSandbox
+from florc.runtime.replay import ReplaySession
 from florc.runtime.runner import RunOutcome, run_script
-from florc.runtime.session import ReplaySession
 from florc.store.index import Store
 
 
@@ -69,7 +69,7 @@ def run_session(
     if env.get("deterministic"):
         make_deterministic()
     session = ReplaySession(store, replay_id, compiled, plan)
-    session.quiet = quiet
+    session.echo = not quiet
     session.on_progress = on_progress
     start = plan.checkpoints.get((START_LOOP, 0, 0))
     if start is not None and start.blob:

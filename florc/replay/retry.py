@@ -51,7 +51,7 @@ def retry(
     done = run_workers(prep, replay_id, failed, executor, address, threads, reporter)
     redone = {rec.segment.index: rec for rec in done.records}
     records = [redone.get(rec.segment.index, rec) for rec in records]
-    store.add_logs(replay_id, log_rows(done.lines, statement_codes(prep.result.to_dict())))
+    store.add_logs(replay_id, log_rows(done.lines, statement_codes(prep.result)))
     evidence = [e for rec in records for e in rec.evidence]
     verdict = fidelity.verdict(evidence, prep.threads_note(threads))
     outcome = RunOutcome("done", 0) if all(rec.ok for rec in records) else done.outcome

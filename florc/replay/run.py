@@ -125,7 +125,7 @@ def replay(
             reporter.note(note)
         summary = stats.summary()
     elapsed = time.perf_counter() - t0
-    store.add_logs(replay_id, log_rows(lines, statement_codes(prep.result.to_dict())))
+    store.add_logs(replay_id, log_rows(lines, statement_codes(prep.result)))
     verdict = fidelity.verdict(evidence, prep.threads_note(used_threads))
     store.finish_run(replay_id, outcome.status, outcome.exit_code)
     store.set_replay_info(replay_id, {"fidelity": verdict.line, **info})

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from florc.contract import FileManifest
 from florc.runtime import api, capture
 from florc.runtime.session import ReplayFinished, Session
 
-# compile_module(path) -> (code object, compiled-manifest dict) or None to import it unchanged
-ModuleCompiler = Callable[[Path, str], "tuple[Any, dict[str, Any]] | None"]
+# compile_module(path, module name) -> (code object, the file's compile result), or None to
+# import the module unchanged
+ModuleCompiler = Callable[[Path, str], "tuple[Any, FileManifest] | None"]
 
 
 @dataclass
@@ -56,7 +58,6 @@ class ProjectImportHook(importlib.abc.MetaPathFinder):
         self.is_project_file = is_project_file
         self.compile_module = compile_module
         self.session = session
-        self.instrumented: dict[str, str] = {}  # relpath -> source, for the run's record
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
         root = str(self.root)
@@ -71,10 +72,8 @@ class ProjectImportHook(importlib.abc.MetaPathFinder):
         compiled = self.compile_module(origin, fullname)
         if compiled is None:
             return spec
-        code, manifest = compiled
-        self.session.register(manifest)
-        for fm in manifest.get("files", {}).values():
-            self.instrumented[fm["relpath"]] = fm["source"]
+        code, fm = compiled
+        self.session.register(fm)
         spec.loader = _InstrumentingLoader(origin, code)
         return spec
 

@@ -265,27 +265,17 @@ def _file_manifest(project: Project, info: ModuleInfo, taint: ClockTaint) -> Fil
                 scope=lp.scope,
                 parent_loop=lp.parent_loop,
                 changeset=changeset,
-                bound=sorted(eff.bound),
                 required=sorted(required),
                 iterated=sorted(_path_text(p) for p in minimal(eff.iterated)),
                 unbounded=unbounded,
-                callees=sorted(eff.callees),
-                log_statements=[
-                    ls.code for ls in info.log_statements if _inside(info, ls.node, lp.node)
-                ],
                 instrumented=lp.loop_id not in skipped,
                 left_out=taint.state_left_out(lp.scope, changeset),
             )
         )
-    functions = {
-        q: [ls.code for ls in info.log_statements if _inside(info, ls.node, fn.node)]
-        for q, fn in info.functions.items()
-    }
-    instrumented = instrument(info)
+    instrumented = instrument(info, {lp.loop_id: lp.changeset for lp in loops})
     shapes = log_statement_shapes(taint)
     return FileManifest(
         relpath=info.relpath,
-        module_name=info.module_name,
         path=str(info.path),
         source=info.source,
         sha256=hashlib.sha256(info.source.encode()).hexdigest(),
@@ -303,7 +293,6 @@ def _file_manifest(project: Project, info: ModuleInfo, taint: ClockTaint) -> Fil
             }
             for ls in info.log_statements
         ],
-        functions=functions,
     )
 
 

@@ -2,40 +2,106 @@
 
 Every loop of training code becomes
 
-    with __florc__.loop("train.py:main:0") as __florc_l0:
+    with __florc__.loop('train.py:main:0', changes=('model', 'opt')) as __florc_l0:
         if __florc_l0.run:
             for batch in __florc_l0.iterate(loader):
                 ...
 
-The runtime decides each loop's role when it starts: the main loop (epoch boundaries are
-checkpointed, and at replay skipped or restored), a block under the main loop (its changeset is
-checkpointed at its end, and at replay it is restored instead of run unless it is probed), or a
-plain loop. Log statements run inside `with __florc__.log_statement(...)` so their output is
-attributed to them, and every project function notes that it ran.
+`changes` is the loop's changeset as the effect analysis found it, so the instrumented source
+shows what each loop checkpoints. The runtime decides each loop's role when it starts: the main
+loop (epoch boundaries are checkpointed, and at replay skipped or restored), a block under the
+main loop (its changeset is checkpointed at its end, and at replay it is restored instead of run
+unless it is probed), or a plain loop. Log statements run inside
+`with __florc__.log_statement(...)` so their output is attributed to them, and every project
+function notes that it ran.
+
+A module that iterates over `florc.loop(...)` has been instrumented by hand: its author said
+which loop is the main loop and what it checkpoints (`florc.checkpoint`), so none of its loops is
+rewritten; its log statements are still tagged and its functions still note that they ran.
+
+Every string in generated code is a `SimpleString` of the value's `repr()`: a path holding a
+quote or a backslash cannot break the output or change an id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import libcst as cst
 
 from florc.transforms.modules import LoopInfo, ModuleInfo
-from florc.transforms.syntax import RESERVED_PREFIX, is_block_part, source_fields
+from florc.transforms.syntax import RESERVED_PREFIX, dotted, is_block_part, source_fields
 
 RUNTIME_IMPORT = "import florc.runtime.api as __florc__"
 
 
-def _stmt(code: str) -> cst.BaseStatement:
+def _stmt(code: str) -> cst.SimpleStatementLine | cst.BaseCompoundStatement:
     return cst.parse_statement(code)
 
 
-def _runtime_call(method: str, argument: str) -> cst.Call:
-    """`__florc__.method("argument")`, built as nodes: parsing it costs a libcst parse per call."""
-    return cst.Call(
-        func=cst.Attribute(cst.Name("__florc__"), cst.Name(method)),
-        args=[cst.Arg(cst.SimpleString(f'"{argument}"'))],
+# the public loop API; a module iterating over it is instrumented by hand
+API_LOOP = "florc.loop"
+
+
+def string(value: str) -> cst.SimpleString:
+    """A string literal holding exactly value (whatever quotes or backslashes it contains)."""
+    return cst.SimpleString(repr(value))
+
+
+def _strings(values: Sequence[str]) -> cst.Tuple:
+    """`('a', 'b')`, `('a',)` or `()`."""
+    last = len(values) - 1
+    return cst.Tuple(
+        [
+            cst.Element(
+                string(v),
+                comma=(
+                    cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+                    if i < last
+                    else cst.Comma()
+                    if last == 0
+                    else cst.MaybeSentinel.DEFAULT
+                ),
+            )
+            for i, v in enumerate(values)
+        ]
     )
+
+
+def _runtime_call(method: str, argument: str, changes: Sequence[str] | None = None) -> cst.Call:
+    """`__florc__.method('argument')` (with `changes=(...)` when given), built as nodes:
+    parsing it costs a libcst parse per call."""
+    args = [cst.Arg(string(argument))]
+    if changes is not None:
+        args[0] = args[0].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+        args.append(
+            cst.Arg(
+                _strings(changes),
+                keyword=cst.Name("changes"),
+                equal=cst.AssignEqual(
+                    whitespace_before=cst.SimpleWhitespace(""),
+                    whitespace_after=cst.SimpleWhitespace(""),
+                ),
+            )
+        )
+    return cst.Call(func=cst.Attribute(cst.Name("__florc__"), cst.Name(method)), args=args)
+
+
+def uses_loop_api(info: ModuleInfo) -> bool:
+    """Whether a loop of this module iterates over `florc.loop(...)` (however florc or its
+    `loop` was imported): the module is then instrumented by hand."""
+    for lp in info.loops:
+        it = lp.node.iter if isinstance(lp.node, cst.For) else None
+        if not isinstance(it, cst.Call):
+            continue
+        name = dotted(it.func)
+        if not name:
+            continue
+        # imports: alias -> "pkg.module" or "pkg.module:object"
+        head = info.imports.get(name[0], "").replace(":", ".")
+        if ".".join((head, *name[1:])) == API_LOOP:
+            return True
+    return False
 
 
 def _contains_yield(fn: cst.FunctionDef) -> bool:
@@ -61,8 +127,12 @@ class _Instrumenter:
     what it changes and leaves every expression as it is (a CSTTransformer rebuilds every
     node)."""
 
-    def __init__(self, info: ModuleInfo) -> None:
+    def __init__(
+        self, info: ModuleInfo, changes: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
         self.info = info
+        self.changes = changes  # loop id -> changeset; None: the calls do not name it
+        self.by_hand = uses_loop_api(info)
         self.loops = {id(lp.node): lp for lp in info.loops}
         self.logs = {id(ls.node): ls for ls in info.log_statements}
         self.qualnames: dict[int, str] = {}
@@ -130,6 +200,8 @@ class _Instrumenter:
         return updated_node.with_changes(body=updated_node.body.with_changes(body=body))
 
     def _instrument_loops_here(self) -> bool:
+        if self.by_hand:
+            return False
         if self.class_depth and self.class_depth[-1]:
             return False
         return not (self.function_stack and self.function_stack[-1][1])
@@ -193,7 +265,11 @@ class _Instrumenter:
         return cst.With(
             items=[
                 cst.WithItem(
-                    _runtime_call("loop", loop.loop_id),
+                    _runtime_call(
+                        "loop",
+                        loop.loop_id,
+                        None if self.changes is None else self.changes.get(loop.loop_id, ()),
+                    ),
                     asname=cst.AsName(cst.Name(alias)),
                 )
             ],
@@ -245,15 +321,20 @@ def is_instrumented(source: str) -> bool:
     return RUNTIME_IMPORT in source
 
 
-def instrument(info: ModuleInfo) -> str:
-    """Instrumented source text for one analysed module (already instrumented: unchanged)."""
+def instrument(info: ModuleInfo, changes: Mapping[str, Sequence[str]] | None = None) -> str:
+    """Instrumented source text for one analysed module (already instrumented: unchanged).
+
+    changes: loop id -> changeset, named in each loop's call (None: the calls do not name it)."""
     if is_instrumented(info.source):
         return info.source
-    return _Instrumenter(info).rewrite(info.tree).code  # type: ignore[attr-defined]
+    return _Instrumenter(info, changes).rewrite(info.tree).code  # type: ignore[attr-defined]
 
 
 def loops_not_instrumented(info: ModuleInfo) -> Sequence[LoopInfo]:
-    """Loops left as they are (in generator functions or class bodies)."""
+    """Loops left as they are: in generator functions, or all of a module instrumented by
+    hand."""
+    if uses_loop_api(info):
+        return list(info.loops)
     out = []
     gens = {id(f.node) for f in info.functions.values() if _contains_yield(f.node)}
     for lp in info.loops:

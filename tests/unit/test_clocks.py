@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from florc.contract import CompileResult, ReplayPlan
 from florc.runtime import fidelity
 from florc.runtime import state as st
-from florc.runtime.session import ReplayPlan, Session
+from florc.runtime.replay import ReplaySession
 from florc.transforms.compiler import compile_project
 
 SCRIPT = '''\
@@ -77,24 +78,24 @@ at {datetime.now()}""")
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> CompileResult:
     root = tmp_path_factory.mktemp("clocks")
     (root / "train.py").write_text(SCRIPT)
-    return compile_project(root / "train.py", root).to_dict()
+    return compile_project(root / "train.py", root)
 
 
 class _Statements:
     """Log statements by how their code starts."""
 
-    def __init__(self, compiled: dict[str, Any]) -> None:
-        self.all = compiled["files"]["train.py"]["log_statements"]
+    def __init__(self, compiled: CompileResult) -> None:
+        self.all: list[dict[str, Any]] = compiled.files["train.py"].log_statements
 
     def __getitem__(self, start: str) -> dict[str, Any]:
         (found,) = [ls for ls in self.all if ls["code"].startswith(start)]
         return found
 
 
-def _statements(compiled: dict[str, Any]) -> _Statements:
+def _statements(compiled: CompileResult) -> _Statements:
     return _Statements(compiled)
 
 
@@ -102,7 +103,7 @@ def _shape(ls: dict[str, Any]) -> list[Any]:
     return [p[1] if p[0] == "text" else p[1] or "=" for p in ls["shapes"][0]]
 
 
-def test_each_formatting_style_marks_the_clock_values(compiled: dict[str, Any]) -> None:
+def test_each_formatting_style_marks_the_clock_values(compiled: CompileResult) -> None:
     ls = _statements(compiled)
     # nanoGPT's line: dt from time.time(), mfu through a function of the module, a running mean
     assert _shape(ls['print(f"iter {epoch}: ']) == [
@@ -137,20 +138,20 @@ def test_each_formatting_style_marks_the_clock_values(compiled: dict[str, Any]) 
     assert _shape(urandom) == ["random", " | ", "="]
 
 
-def test_statements_without_clock_values_are_compared_as_text(compiled: dict[str, Any]) -> None:
+def test_statements_without_clock_values_are_compared_as_text(compiled: CompileResult) -> None:
     ls = _statements(compiled)
     # a seeded generator is replayed exactly: not left out
     assert "shapes" not in ls['print(f"loss only {lo']
 
 
-def test_checkpointed_state_derived_from_clocks_is_left_out(compiled: dict[str, Any]) -> None:
-    loops = {lp["scope"]: lp for lp in compiled["files"]["train.py"]["loops"]}
-    left = loops["<module>"]["left_out"]
+def test_checkpointed_state_derived_from_clocks_is_left_out(compiled: CompileResult) -> None:
+    loops = {lp.scope: lp for lp in compiled.files["train.py"].loops}
+    left = loops["<module>"].left_out
     assert {"t0", "dt", "times", "mfu", "running_mfu", "timer.t0"} <= set(left)
     assert "loss" not in left and "epoch" not in left
     fit = loops["Trainer.fit"]
-    assert "self.iter_time" in fit["left_out"], fit
-    assert not any("loss" in p for p in fit["left_out"])
+    assert "self.iter_time" in fit.left_out, fit
+    assert not any("loss" in p for p in fit.left_out)
 
 
 # --- the comparison ----------------------------------------------------------------------
@@ -222,7 +223,7 @@ def test_state_attributes_from_clocks_are_dropped_before_comparing() -> None:
 # --- through the manifest, as replay compares ------------------------------------------
 
 
-def _replayed(compiled: dict[str, Any], recorded: str, replayed: str) -> str:
+def _replayed(compiled: CompileResult, recorded: str, replayed: str) -> str:
     """The verdict when the epoch-level nanoGPT line was recorded as `recorded` and a replay
     printed `replayed`."""
     ls = _statements(compiled)['print(f"iter {epoch}: ']
@@ -237,13 +238,13 @@ def _replayed(compiled: dict[str, Any], recorded: str, replayed: str) -> str:
         statement_map={sid: sid},
         recorded_values={(sid, 0, None): [recorded]},
     )
-    session = Session("replay", None, 2, compiled, plan)  # type: ignore[arg-type]
+    session = ReplaySession(None, 2, compiled, plan)  # type: ignore[arg-type]
     session.iteration, session.epoch = 0, 0
     session.on_line(replayed, sid)
     return fidelity.verdict(session.evidence).line
 
 
-def test_replay_leaves_the_time_out_and_compares_the_loss(compiled: dict[str, Any]) -> None:
+def test_replay_leaves_the_time_out_and_compares_the_loss(compiled: CompileResult) -> None:
     rec = "iter 0: loss 1.0000, time 12.41ms, mfu 0.81%"
     assert _replayed(compiled, rec, "iter 0: loss 1.0000, time 9.02ms, mfu 1.11%") == (
         "fidelity: exact (1 recorded values and states compared; 2 clock-derived values left out)"

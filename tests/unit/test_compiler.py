@@ -823,3 +823,53 @@ def test_source_order_table_matches_libcst() -> None:
         assert [f for f in order if f in fields] == list(fields), cls.__name__
         checked += 1
     assert checked > 100
+
+
+def _runtime_calls(code: str) -> list[tuple[str, str, tuple[str, ...] | None]]:
+    """(method, first argument, `changes=`) of every `__florc__.method(...)` call in code."""
+    import ast
+
+    out = []
+    for node in ast.walk(ast.parse(code)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "__florc__"
+        ):
+            changes = next((ast.literal_eval(k.value) for k in node.keywords), None)
+            out.append((node.func.attr, ast.literal_eval(node.args[0]), changes))
+    return out
+
+
+def test_generated_strings_hold_paths_with_quotes_and_backslashes(tmp_path: Path) -> None:
+    folder = tmp_path / "o'neil \\ \"runs\""
+    folder.mkdir()
+    (folder / "train.py").write_text(TRAIN)
+    result = compile_project(folder / "train.py", tmp_path)
+    rel = "o'neil \\ \"runs\"/train.py"
+    fm = result.files[rel]
+    compile(fm.instrumented, "train.py", "exec")
+    calls = _runtime_calls(fm.instrumented)
+    # every id reads back exactly, and each loop's call names the manifest's changeset
+    assert sorted((a, c) for m, a, c in calls if m == "loop") == sorted(
+        (lp.loop_id, tuple(lp.changeset)) for lp in fm.loops
+    )
+    assert {a for m, a, _ in calls if m == "log_statement"} == {
+        f"{rel}:{ls['line']}" for ls in fm.log_statements
+    }
+    assert [a for m, a, _ in calls if m == "entered"] == [f"{rel}:train"]
+    assert result.main_loop == f"{rel}:<module>:0"
+    (folder / "again.py").write_text(fm.instrumented)
+    again = compile_project(folder / "again.py", tmp_path)
+    assert again.files["o'neil \\ \"runs\"/again.py"].instrumented == fm.instrumented
+
+
+def test_a_loop_call_names_its_changeset(tmp_path: Path) -> None:
+    fm = compile_text(tmp_path, TRAIN).files["train.py"]
+    batch = next(lp for lp in fm.loops if lp.scope == "train")
+    assert batch.changeset and "model" in batch.changeset
+    expected = ", ".join(repr(p) for p in batch.changeset)
+    assert f"__florc__.loop('train.py:train:0', changes=({expected})) as __florc_l0:" in (
+        fm.instrumented
+    )

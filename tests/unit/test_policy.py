@@ -94,7 +94,7 @@ def test_unlimited_budget_takes_everything() -> None:
 
 
 def test_restore_speed_starts_from_a_prior_then_learns() -> None:
-    from florc.runtime.session import RestoreSpeed
+    from florc.runtime.replay import RestoreSpeed
 
     speed = RestoreSpeed()
     assert speed.estimate(10**9) == pytest.approx(1.001)
