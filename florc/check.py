@@ -122,7 +122,7 @@ def _reaches_training_text(path: Path, root: Path, text: str, tree: Any) -> bool
     its text: the cheap test that spares most files the analysis."""
     import ast
 
-    from florc.transforms.compiler import _resolve_import_file as resolve_import_file
+    from florc.transforms.compiler import resolve_import_file
 
     seen = {path.resolve()}
     todo = [(path, text, tree)]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from florc.contract import CompileResult, LoopManifest, ReplayPlan
+from florc.contract import CompileResult, ReplayPlan
 from florc.errors import FlorcError, UsageError
 from florc.launch import environment, no_main_loop, script_path
 from florc.project import find_root, store_location
@@ -149,16 +149,12 @@ def _prepare(
     reporter: Reporter | None,
 ) -> PreparedReplay:
     run, meta = recorded_run(store, relpath, script, run)
-    from florc.transforms.align import align
-    from florc.transforms.compiler import compile_project, identifiers, paused_gc
-    from florc.transforms.syntax import shared_parses
+    from florc.transforms.align import compile_and_align
 
-    recorded = store.sources(run)
-    with shared_parses(), paused_gc():  # each version of each file parsed once
-        known_names = {rel: identifiers(text) for rel, text in recorded.items()}
-        result = compile_project(path, root, known_names=known_names)
-        edited = {rel: fm.source for rel, fm in result.files.items()}
-        alignment = align(recorded, edited, root, result.script)
+    # each version of each file parsed once; nothing of the syntax trees is kept
+    compiled = compile_and_align(path, root, store.sources(run))
+    result, alignment = compiled.result, compiled.alignment
+    edited = {rel: fm.source for rel, fm in result.files.items()}
     if not alignment.faithful:
         listing = "\n".join(str(c) for c in alignment.changes)
         if not allow_changes:
@@ -186,7 +182,6 @@ def _prepare(
     for loop_id, fns in store.callees(run).items():
         if fns & alignment.changed_functions:
             probed.add(loop_id)
-    main_manifest = result.loop(main) if main else None
     return PreparedReplay(
         path=path,
         root=root,
@@ -199,9 +194,7 @@ def _prepare(
         iterations=store.iterations(run),
         checkpoints={(c.loop, c.iteration, c.occurrence): c for c in store.checkpoints(run)},
         probed=probed,
-        run_after_loop=_new_statement_after_main_loop(
-            alignment.new_statement_lines, result, main_manifest
-        ),
+        run_after_loop=compiled.run_after_loop,
     )
 
 
@@ -220,48 +213,3 @@ def version_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[s
                 "differ in the last digits (the fidelity line below reports any difference)"
             )
     return out
-
-
-# Whether a new log statement lies after the main loop (so the code after it must run). The
-# position-based replacement in florc/transforms/align.py takes the place of these three.
-
-
-def _new_statement_after_main_loop(
-    new: dict[str, tuple[int, int]], result: CompileResult, main: LoopManifest | None
-) -> bool:
-    if main is None:
-        return False
-    main_file = result.files[main.relpath]
-    end = main.line
-    for lp in main_file.loops:
-        if lp.loop_id == main.loop_id:
-            end = _loop_end(main_file.source, lp.line)
-    for sid, (line, _) in new.items():
-        rel = sid.rsplit(":", 1)[0]
-        if rel == main.relpath and main.line <= line <= end:
-            continue
-        if rel == main.relpath and line < main.line and _same_scope_before(main_file, line, main):
-            continue
-        return True
-    return False
-
-
-def _same_scope_before(fm: Any, line: int, main: Any) -> bool:
-    for ls in fm.log_statements:
-        if ls["line"] == line:
-            return ls["scope"] == main.scope
-    return False
-
-
-def _loop_end(source: str, start: int) -> int:
-    lines = source.splitlines()
-    header = lines[start - 1]
-    indent = len(header) - len(header.lstrip())
-    end = start
-    for i in range(start, len(lines)):
-        text = lines[i]
-        code = text.strip() and not text.lstrip().startswith("#")
-        if code and len(text) - len(text.lstrip()) <= indent:
-            break
-        end = i + 1
-    return end

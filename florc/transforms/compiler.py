@@ -76,7 +76,6 @@ def resolve_import_file(root: Path, base_dir: Path, dotted_name: str, level: int
                     break
 
 
-_resolve_import_file = resolve_import_file  # the name the commit-hook check imports
 
 
 def _imported_files(info: ModuleInfo, root: Path) -> list[Path]:
@@ -303,10 +302,6 @@ def _clock_fields(found: tuple[list[list[list[object]]], str] | None) -> dict[st
         return {}
     shapes, kind = found
     return {"shapes": shapes, "left_out": kind}
-
-
-def _inside(info: ModuleInfo, inner: cst.CSTNode, outer: cst.CSTNode) -> bool:
-    return info.inside(inner, outer)
 
 
 def _names_read(info: ModuleInfo) -> dict[str, tuple[int, int]]:
