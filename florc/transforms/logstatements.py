@@ -19,7 +19,7 @@ from florc.transforms.syntax import LOG_METHODS, WRITER_METHODS, dotted, names_i
 
 @dataclass(frozen=True)
 class Example:
-    """A snippet the rules are tested on (tests/test_rules.py). The statement it is about is
+    """A snippet the rules are tested on (tests/unit/test_rules.py). The statement it is about is
     the one on the line marked `# <-`, or else its last top-level statement. recorded: the
     recorded version's source, for the rule about new names (None: at record time, when no
     assignment is a log statement)."""

@@ -24,7 +24,7 @@ UNSEEDED = {
     ("secrets",): "the `secrets` module is randomness no seed controls",
 }
 
-# Examples (tests/test_rules.py): each snippet's last line gets exactly one warning, or none.
+# Examples (tests/unit/test_rules.py): each snippet's last line gets exactly one warning, or none.
 EXAMPLES_WARN = [
     "import os\nsalt = os.urandom(8)",
     "from os import urandom\nsalt = urandom(8)",
