@@ -106,7 +106,10 @@ def test_the_api_returns_typed_results_and_says_everything_to_its_reporter(
     result = api.replay("train.py", "last", reporter=said)
     assert result.verdict.kind is api.VerdictKind.EXACT
     assert result.faithful and result.exit_code == 0
-    assert result.stats.restored_boundaries == 1 and result.stats.reexecuted >= 1
+    # the boundary before the last epoch is restored; its block is restored or re-executed,
+    # whichever the replay's measured restore speed says is faster (timing decides)
+    assert result.stats.restored_boundaries == 1
+    assert result.stats.restored_blocks + result.stats.reexecuted == 1
     assert said.notes[-1] == result.verdict.line
     assert "florc:" not in capsys.readouterr().err  # the API printed none of its own lines
     assert [r.value for r in api.logs(project, result.replay_id) if r.new] == [want[-1]]
