@@ -130,10 +130,17 @@ def find_root(script: Path) -> Path:
     return start
 
 
+FLORC_PACKAGE = Path(__file__).resolve().parent
+
+
 def is_project_file(path: Path, root: Path) -> bool:
-    """A Python file of the user's project (compiled with the script), not an installed package."""
+    """A Python file of the user's project (compiled with the script), not an installed package,
+    and never florc's own (a script in a florc checkout imports florc from the project root)."""
+    resolved = path.resolve()
+    if resolved.is_relative_to(FLORC_PACKAGE):
+        return False
     try:
-        rel = path.resolve().relative_to(root.resolve())
+        rel = resolved.relative_to(root.resolve())
     except ValueError:
         return False
     bad = {"site-packages", "dist-packages", ".florc", ".venv", "venv", ".git", "__pycache__"}
