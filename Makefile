@@ -16,7 +16,7 @@ PRIMER_STAMP := $(VENV)/.primer-installed
 TORCH_VERSION  := 2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: help install demo test test-all lint typecheck clean bench bench-full primer
+.PHONY: help install demo test test-rest test-all lint typecheck clean bench bench-full primer
 
 help: ## List the targets
 	@echo "florc make targets:"
@@ -39,8 +39,11 @@ demo: install ## Run the demo: record, add a print, replay epochs 5-8, list runs
 test: install ## Unit tests and one end-to-end case per feature (a few minutes)
 	$(PYTHON) -m pytest -q -m "not e2e or smoke"
 
-test-all: install ## Every test, the full fuzz test included (what CI runs)
-	HYPOTHESIS=1 $(PYTHON) -m pytest -q
+test-rest: install ## What `make test` leaves out: the other end-to-end cases, the full fuzz test
+	$(PYTHON) -m pytest -q -m "e2e and not smoke"
+	HYPOTHESIS=1 $(PYTHON) -m pytest -q tests/unit/test_fuzz.py
+
+test-all: test test-rest ## Every test: `make test`, then the rest (what CI runs)
 
 lint: install ## Run ruff on florc, tests, benchmarks and primer
 	$(VENV)/bin/ruff check florc tests benchmarks primer
