@@ -156,6 +156,13 @@ class Store:
                 self.blobs.packs.mkdir(mode=0o700, exist_ok=True)
                 fsync_dir(self.blobs.folder)  # the folder outlives a crash: packs rely on it
         self.db = sqlite3.connect(self.dir / DB_NAME, timeout=60, isolation_level=None)
+        try:
+            self._open_db(readonly)
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _open_db(self, readonly: bool) -> None:
         if readonly:
             self._check_version(self._schema_version())
             self._packed = self._has_pack_columns()
@@ -202,7 +209,6 @@ class Store:
 
     def _check_version(self, version: str | None) -> None:
         if version is not None and int(version) not in READABLE_VERSIONS:
-            self.db.close()
             raise UsageError(
                 f"{self.dir}: store schema version {version}, "
                 f"this florc reads {SCHEMA_VERSION}. "
