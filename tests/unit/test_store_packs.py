@@ -388,3 +388,24 @@ def test_gc_deletes_dead_packs_compacts_mostly_dead_ones_and_keeps_the_rest(
 def test_pickled_blob_info_is_plain_data() -> None:
     info = blobs_mod.BlobInfo("k" * 32, 1, 9, 0, True, "p.pack", 0)
     assert pickle.loads(pickle.dumps(info)) == info
+
+
+def test_a_pack_is_complete_when_the_kernel_writes_a_little_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.writev
+    calls = []
+
+    def writev(fd: int, buffers: list[memoryview]) -> int:
+        calls.append(len(buffers))
+        return real(fd, [bytes(b"".join(bytes(b) for b in buffers)[:999])])
+
+    monkeypatch.setattr(os, "writev", writev)
+    store = _open(tmp_path)
+    payloads = _payloads(3, size=2500)
+    infos = store.write_pack(payloads)
+    monkeypatch.undo()
+    store.add_checkpoint(1, "loop", 0, 0, None, 0, True, {}, infos)
+    assert len(calls) == -(-3 * 2508 // 999)  # 999 bytes a call, none lost or repeated
+    assert all(store.get_blob(k) == v for k, v in payloads.items())
+    store.close()
