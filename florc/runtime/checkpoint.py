@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import hashlib
 import io
 import pickle
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 
 from florc.runtime import state as st
 from florc.runtime.state import kinds
+from florc.store import blobs
 from florc.store.index import CorruptBlob
 
 FORMAT = 2
@@ -38,9 +38,10 @@ class CheckpointFormatError(ValueError):
 @dataclass
 class Encoded:
     manifest: bytes
-    payloads: dict[str, Any] = field(default_factory=dict)  # sha256 -> buffer of raw bytes
+    payloads: dict[str, Any] = field(default_factory=dict)  # blobs.digest -> buffer of raw bytes
     nbytes: int = 0  # manifest + every payload: what a checkpoint would be without sharing
     cloud: bool = False  # written by cloudpickle (plain pickle refused something)
+    shared: list[str] = field(default_factory=list)  # keys of stored blobs it uses, not written
 
 
 def _raw_tensor(obj: Any) -> tuple[Any, tuple[Any, ...]] | None:
@@ -88,7 +89,7 @@ def _tensor_ref(self: Any, obj: Any) -> Any:
     if found is None:
         return None
     raw, (kind, dtype, shape) = found
-    sha = hashlib.sha256(raw).hexdigest()
+    sha = blobs.digest(raw)
     self.payloads[sha] = raw
     ref = (kind, sha, dtype, shape)
     self.seen[key] = ref

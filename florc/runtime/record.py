@@ -43,7 +43,7 @@ class RecordSession(Session):
         self.callees_stored: dict[str, set[str]] = {}
 
     # the index ------------------------------------------------------------------------------
-    def write_index(self, action: Callable[[Store], None]) -> None:
+    def write_index(self, action: Callable[[Store], object]) -> None:
         """Write index rows: on the writer's thread (in order with checkpoints) when there is
         one, else now."""
         if self.writer is not None:

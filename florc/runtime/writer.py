@@ -23,6 +23,7 @@ from typing import Any
 
 from florc.runtime import checkpoint
 from florc.runtime import state as st
+from florc.store.blobs import digest
 from florc.store.index import Store
 
 DEFAULT_QUEUE_BYTES = 512 * 2**20
@@ -42,7 +43,7 @@ class CheckpointJob:
 
 @dataclass
 class _Item:
-    action: Callable[[Store], None]
+    action: Callable[[Store], object]
     nbytes: int = 0
     on_done: Callable[[float], None] | None = None
 
@@ -87,7 +88,7 @@ class Writer:
             raise self._failed_open
 
     # training thread ---------------------------------------------------------------
-    def submit(self, action: Callable[[Store], None]) -> None:
+    def submit(self, action: Callable[[Store], object]) -> None:
         """Run a small index write on the writer thread, after everything submitted before."""
         self._put(_Item(action))
 
@@ -191,22 +192,20 @@ class Writer:
             return
         finally:
             job.snapshot = st.Snapshot()  # let the copies go as soon as they are encoded
-        blobs = [
-            store.write_blob(raw, sha, self.compress, sync_dir=False)
-            for sha, raw in enc.payloads.items()
-        ]
-        blobs.append(store.write_blob(enc.manifest, compress=self.compress, sync_dir=False))
-        store.sync_dirs(blobs)  # every blob durable before the index names it
+        manifest = digest(enc.manifest)
+        # one pack for the checkpoint's new blobs, durable before the index names any of them
+        blobs = store.write_pack({**enc.payloads, manifest: enc.manifest}, self.compress)
         store.add_checkpoint(
             job.run,
             job.loop,
             job.iteration,
             job.occurrence,
-            blobs[-1].sha,
+            manifest,
             enc.nbytes,
             True,
             info,
             blobs,
+            shared=enc.shared,
         )
         self.stats.checkpoints += 1
         self.stats.blobs_shared += sum(not b.written for b in blobs)

@@ -2,14 +2,16 @@
 the SQLite index and the content-addressed blobs (blobs.py).
 
 A checkpoint is one small *manifest* blob (the snapshot's structure) plus one blob per large
-tensor or array. Blobs are named by the SHA-256 of their uncompressed bytes, so a tensor that
-does not change (a frozen layer, an embedding, a buffer) is stored once across all checkpoints
-and runs, and every read checks the hash.
+tensor or array. Blobs are named by the hash of their uncompressed bytes (blobs.py: xxh3-128,
+or SHA-256 in stores written before schema 3), so a tensor that does not change (a frozen
+layer, an embedding, a buffer) is stored once across all checkpoints and runs, and every read
+checks the hash. The `blobs` table says where each blob lies: in a pack file (pack, offset,
+stored bytes) or, for blobs written before packs, in a loose file of its own.
 
-Crash safety: a blob file appears only once durable (written under a temporary name, fsynced,
-renamed, its folder fsynced); the checkpoint's index rows — the checkpoint, its blobs — are
-committed after that, in one transaction. A process killed at any instant leaves at most
-unreferenced blob files or temporary files, which `gc` removes.
+Crash safety: a checkpoint's new blobs are written into one new pack, which is fsynced, then its
+folder (`write_pack`); the checkpoint's index rows — the checkpoint, its blobs — are committed
+after that, in one transaction (`add_checkpoint`). A process killed at any instant leaves at
+most packs, loose or temporary files that no row names, which `gc` removes.
 
 Where the store lives is the caller's decision (florc/project.py's `store_location` reads the
 configuration); the store only opens the folder it is given. A read-only open of a folder
@@ -26,20 +28,25 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from florc.errors import UsageError
 from florc.project import STORE_DIRNAME, ignore_in_git
-from florc.store.blobs import BlobInfo, Blobs, CorruptBlob
+from florc.store.blobs import BlobInfo, Blobs, CorruptBlob, fsync_dir
 
 __all__ = ["BlobInfo", "CheckpointRow", "CorruptBlob", "Store"]
 
 # 1: one blob per checkpoint; 2: a manifest blob plus one blob per large tensor (the blobs and
-# checkpoint_blobs tables), each with its codec
-SCHEMA_VERSION = 2
+# checkpoint_blobs tables), each with its codec; 3: blobs in pack files (the blobs table's pack
+# and pack_offset columns, NULL for a loose file) and keyed by xxh3-128. A writable open
+# migrates a store of version 2 in place; a read-only one reads it as it is.
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, 3)
+# gc compacts a pack when more than this share of its bytes is no longer referenced
+COMPACT_ABOVE = 0.5
 DB_NAME = "florc.db"
 
 SCHEMA = """
@@ -77,7 +84,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     UNIQUE (run, loop, iteration, occurrence)
 );
 CREATE TABLE IF NOT EXISTS blobs (
-    sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, stored INTEGER NOT NULL, codec INTEGER NOT NULL
+    sha256 TEXT PRIMARY KEY,          -- the key: xxh3-128 (32 hex) or SHA-256 (64 hex, older)
+    size INTEGER NOT NULL, stored INTEGER NOT NULL, codec INTEGER NOT NULL,
+    pack TEXT,                        -- the pack file holding its entry (NULL: a loose file)
+    pack_offset INTEGER               -- where the entry starts in the pack
 );
 CREATE TABLE IF NOT EXISTS checkpoint_blobs (
     checkpoint INTEGER NOT NULL, blob TEXT NOT NULL, PRIMARY KEY (checkpoint, blob)
@@ -132,6 +142,7 @@ class Store:
         self.dir = location if location is not None else root / STORE_DIRNAME
         self.readonly = readonly
         self.blobs = Blobs(self.dir / "blobs")
+        self._packed = True  # whether the blobs table has the pack columns (schema 3)
         if readonly and not (self.dir / DB_NAME).is_file():
             self.db = sqlite3.connect(":memory:", isolation_level=None)  # an empty store
             self._create_schema()
@@ -141,15 +152,28 @@ class Store:
             ignore_in_git(self.dir)
             (self.dir / "blobs").mkdir(mode=0o700, exist_ok=True)
             (self.dir / "replays").mkdir(mode=0o700, exist_ok=True)
+            if not self.blobs.packs.is_dir():
+                self.blobs.packs.mkdir(mode=0o700, exist_ok=True)
+                fsync_dir(self.blobs.folder)  # the folder outlives a crash: packs rely on it
         self.db = sqlite3.connect(self.dir / DB_NAME, timeout=60, isolation_level=None)
+        try:
+            self._open_db(readonly)
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _open_db(self, readonly: bool) -> None:
         if readonly:
             self._check_version(self._schema_version())
+            self._packed = self._has_pack_columns()
             return
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         with self.tx():
             version = self._schema_version()
             self._check_version(version)
+            if version is not None and int(version) < SCHEMA_VERSION:
+                self._migrate()
             self._create_schema()
             if version is None:
                 self.db.execute(
@@ -170,9 +194,21 @@ class Store:
         row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         return None if row is None else str(row[0])
 
+    def _has_pack_columns(self) -> bool:
+        return "pack" in {r[1] for r in self.db.execute("PRAGMA table_info(blobs)")}
+
+    def _migrate(self) -> None:
+        """Schema 2 -> 3, inside the open's transaction: the blobs table gains the pack columns
+        (its rows, loose files, keep NULL there). Older blobs keep their SHA-256 keys."""
+        if not self._has_pack_columns():
+            self.db.execute("ALTER TABLE blobs ADD COLUMN pack TEXT")
+            self.db.execute("ALTER TABLE blobs ADD COLUMN pack_offset INTEGER")
+        self.db.execute(
+            "UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),)
+        )
+
     def _check_version(self, version: str | None) -> None:
-        if version is not None and int(version) != SCHEMA_VERSION:
-            self.db.close()
+        if version is not None and int(version) not in READABLE_VERSIONS:
             raise UsageError(
                 f"{self.dir}: store schema version {version}, "
                 f"this florc reads {SCHEMA_VERSION}. "
@@ -305,24 +341,52 @@ class Store:
         return [(i, json.loads(v) if v is not None else None) for i, v in rows]
 
     # blobs (blobs.py) -----------------------------------------------------------
-    def blob_path(self, sha: str) -> Path:
-        return self.blobs.path(sha)
+    def _blob_rows(self, keys: Iterable[str]) -> dict[str, BlobInfo]:
+        """The stored blobs among these keys."""
+        where = "pack, pack_offset" if self._packed else "NULL, NULL"
+        found: dict[str, BlobInfo] = {}
+        wanted = list(dict.fromkeys(keys))
+        for i in range(0, len(wanted), 500):  # below SQLite's limit on bound variables
+            batch = wanted[i : i + 500]
+            rows = self.db.execute(
+                f"SELECT sha256, size, stored, codec, {where} FROM blobs"
+                f" WHERE sha256 IN ({','.join('?' * len(batch))})",
+                batch,
+            )
+            for key, size, stored, codec, pack, offset in rows:
+                found[key] = BlobInfo(key, size, stored, codec, False, pack, offset or 0)
+        return found
 
-    def write_blob(
-        self, data: Any, sha: str | None = None, compress: bool = False, sync_dir: bool = True
-    ) -> BlobInfo:
-        """Write bytes (any buffer) as a durable blob file unless it exists; no index row yet.
+    def write_pack(self, payloads: Mapping[str, Any], compress: bool = False) -> list[BlobInfo]:
+        """Write the payloads (key -> buffer; the key is `blobs.digest` of the bytes) that the
+        store does not hold yet into one new pack, durable when this returns (one fsync of the
+        file, one of its folder); no index row yet: `add_checkpoint` commits them.
 
-        With sync_dir=False the caller must `sync_dirs` the blob's folder before relying on it.
-        """
-        return self.blobs.write(data, sha, compress, sync_dir)
+        Returns one BlobInfo per payload, in order: written=False for a key already stored.
+        With nothing new, no file is written."""
+        known = self._blob_rows(payloads)
+        new = {k: v for k, v in payloads.items() if k not in known}
+        written = {b.key: b for b in self.blobs.write_pack(new, compress)}
+        return [known[k] if k in known else written[k] for k in payloads]
 
-    def sync_dirs(self, blobs: Iterable[BlobInfo]) -> None:
-        """Make the renames of newly written blobs durable: one fsync per folder."""
-        self.blobs.sync_dirs(blobs)
+    def has_blob(self, key: str) -> bool:
+        """Whether the index holds this blob (committed by some checkpoint, not yet collected)."""
+        return self.db.execute("SELECT 1 FROM blobs WHERE sha256=?", (key,)).fetchone() is not None
 
-    def get_blob(self, sha: str) -> bytes:
-        return self.blobs.read(sha)
+    def get_blob(self, key: str) -> bytes:
+        """A blob's content, checked against its key (CorruptBlob when missing or damaged)."""
+        row = self._blob_rows([key]).get(key)
+        if row is None or row.pack is None:
+            return self.blobs.read(key)  # a loose file, as written before packs
+        return self.blobs.read(key, row.pack, row.offset, row.stored)
+
+    def blob_location(self, key: str) -> tuple[Path, int, int]:
+        """Where a blob's entry lies: (file, offset, length) — a pack, or a loose file at 0."""
+        row = self._blob_rows([key]).get(key)
+        if row is None or row.pack is None:
+            path = self.blobs.path(key)
+            return path, 0, path.stat().st_size if path.exists() else 0
+        return self.blobs.pack_path(row.pack), row.offset, row.stored
 
     # checkpoints ------------------------------------------------------------
     def add_checkpoint(
@@ -336,23 +400,58 @@ class Store:
         usable: bool,
         info: dict[str, Any],
         blobs: Iterable[BlobInfo] = (),
-    ) -> None:
-        """Commit a checkpoint's index rows. Its blob files must already be durable."""
+        shared: Iterable[str] = (),
+    ) -> int:
+        """Commit a checkpoint's index rows; returns its id. `blobs`: what `write_pack` returned
+        (its packs are durable already); `shared`: keys of blobs committed before that this
+        checkpoint uses too (so gc keeps them). A checkpoint that replaces one of the same
+        (run, loop, iteration, occurrence) drops that one's references."""
+        blobs = list(blobs)
+        refs = list(dict.fromkeys([*(b.key for b in blobs), *shared]))
         with self.tx():
             self.db.executemany(
-                "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)",
-                [(b.sha, b.size, b.stored, b.codec) for b in blobs],
+                "INSERT OR IGNORE INTO blobs"
+                " (sha256, size, stored, codec, pack, pack_offset) VALUES (?, ?, ?, ?, ?, ?)",
+                [(b.key, b.size, b.stored, b.codec, b.pack, b.offset) for b in blobs if b.written],
             )
+            missing = set(shared) - set(self._blob_rows(shared))
+            if missing:
+                raise CorruptBlob(
+                    f"checkpoint shares blob {sorted(missing)[0][:12]}, which the store lacks"
+                )
+            old = self.db.execute(
+                "SELECT id FROM checkpoints WHERE run=? AND loop=? AND iteration=?"
+                " AND occurrence=?",
+                (run, loop, iteration, occurrence),
+            ).fetchone()
+            if old is not None:
+                self.db.execute("DELETE FROM checkpoint_blobs WHERE checkpoint=?", (old[0],))
             cur = self.db.execute(
                 "INSERT OR REPLACE INTO checkpoints"
                 " (run, loop, iteration, occurrence, blob, nbytes,"
                 " usable, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (run, loop, iteration, occurrence, manifest, nbytes, int(usable), json.dumps(info)),
             )
+            checkpoint = int(cur.lastrowid or 0)
             self.db.executemany(
                 "INSERT OR IGNORE INTO checkpoint_blobs VALUES (?, ?)",
-                [(cur.lastrowid, b.sha) for b in blobs],
+                [(checkpoint, key) for key in refs],
             )
+        return checkpoint
+
+    def mark_unusable(self, checkpoint_ids: Iterable[int], reason: str) -> None:
+        """Checkpoints that must not be restored (found to reference stale data): usable=0, and
+        the reason in their info."""
+        with self.tx():
+            for cid in checkpoint_ids:
+                row = self.db.execute("SELECT info FROM checkpoints WHERE id=?", (cid,)).fetchone()
+                if row is None:
+                    continue
+                info = json.loads(row[0])
+                info["reason"] = reason
+                self.db.execute(
+                    "UPDATE checkpoints SET usable=0, info=? WHERE id=?", (json.dumps(info), cid)
+                )
 
     def checkpoints(self, run: int) -> list[CheckpointRow]:
         rows = self.db.execute(
@@ -415,17 +514,60 @@ class Store:
             shutil.rmtree(self.replay_dir(run), ignore_errors=True)
         return sorted(ids)
 
-    def collect_garbage(self) -> tuple[int, int]:
-        """Delete blob files no checkpoint references (and leftover temporary files).
+    def collect_garbage(self, compact_above: float = COMPACT_ABOVE) -> tuple[int, int]:
+        """Free what no checkpoint references: the blobs' rows, loose files, packs without a
+        live entry, leftover temporary files. A pack whose dead bytes exceed `compact_above` of
+        its size is compacted: its live entries are copied into a new pack (one for all such
+        packs, durable before the rows point at it) and the old pack is deleted; a pack less
+        dead than that is kept as it is, its dead entries with it.
 
-        Returns (files deleted, bytes freed). Call only while no record writes to this store.
+        Returns (files deleted, bytes freed). Call only while holding the store alone
+        (`exclusive`): no record or replay may read or write it meanwhile.
         """
         with self.tx():
             self.db.execute(
                 "DELETE FROM blobs WHERE sha256 NOT IN (SELECT blob FROM checkpoint_blobs)"
             )
-            live = {r[0] for r in self.db.execute("SELECT sha256 FROM blobs")}
-        files, freed = self.blobs.collect(live)
+        live = [
+            BlobInfo(key, size, stored, codec, False, pack, offset or 0)
+            for key, size, stored, codec, pack, offset in self.db.execute(
+                "SELECT sha256, size, stored, codec, "
+                + ("pack, pack_offset" if self._packed else "NULL, NULL")
+                + " FROM blobs"
+            )
+        ]
+        by_pack: dict[str, list[BlobInfo]] = {}
+        for b in live:
+            if b.pack is not None:
+                by_pack.setdefault(b.pack, []).append(b)
+        files, freed = self.blobs.collect({b.key for b in live if b.pack is None}, set(by_pack))
+        dead: list[tuple[str, int]] = []  # (pack, size) to compact
+        for pack, entries in by_pack.items():
+            try:
+                size = self.blobs.pack_path(pack).stat().st_size
+            except FileNotFoundError:
+                continue  # a damaged store: its reads say the blobs are missing
+            if size - sum(b.stored for b in entries) > compact_above * size:
+                dead.append((pack, size))
+        if dead:
+            moved = [b for pack, _ in dead for b in by_pack[pack]]
+            try:
+                name, offsets = self.blobs.compact(
+                    (b.key, b.pack or "", b.offset, b.stored) for b in moved
+                )
+            except (OSError, CorruptBlob):
+                moved = []  # a pack that cannot be read stays as it is
+            if moved:
+                with self.tx():
+                    self.db.executemany(
+                        "UPDATE blobs SET pack=?, pack_offset=? WHERE sha256=?",
+                        [(name, at, b.key) for b, at in zip(moved, offsets)],
+                    )
+                for pack, size in dead:
+                    self.blobs.pack_path(pack).unlink()
+                    files += 1
+                    freed += size
+                freed -= sum(b.stored for b in moved)
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return files, freed
 

@@ -47,21 +47,29 @@ def test_runs_sizes_and_gc(tmp_path: Path) -> None:
     embedding = 4000 * 32 * 4
     assert logical > 8 * embedding and stored < 2 * embedding
     store.close()
+    packs = tmp_path / ".florc" / "blobs" / "packs"
+    assert len(list(packs.glob("*.pack"))) >= 8  # one per checkpoint with new blobs
+    orphan = packs / "0-0-0.pack"
+    orphan.write_bytes(b"FLRC\0\0\0\0left by a crash")  # written, never committed
     (tmp_path / ".florc" / "blobs" / "ab").mkdir(exist_ok=True)
-    orphan = tmp_path / ".florc" / "blobs" / "ab" / ("c" * 62)
-    orphan.write_bytes(b"left by a crash")
+    loose = tmp_path / ".florc" / "blobs" / "ab" / ("c" * 30)
+    loose.write_bytes(b"a loose blob file no row names")
 
     res = florc(["gc", "--keep-last", "1"], tmp_path)
     assert res.returncode == 0, res.stderr
     assert "deleted runs 1, 2" in res.stdout
-    assert not orphan.exists()
+    assert not orphan.exists() and not loose.exists()
     runs = json.loads(florc(["runs", "--format", "json"], tmp_path).stdout)
     assert [r["id"] for r in runs] == [3]
     store = Store(tmp_path)
     # what is left is exactly what run 3 uses, on disk as in the index
     assert store.store_bytes() == store.run_bytes(3)[1] > 0
+    # on disk: run 3's packs, and the packs of runs 1 and 2 whose blobs it shares (the frozen
+    # embedding, stored once), kept because less than half of each is dead
     files = [f for f in (tmp_path / ".florc" / "blobs").rglob("*") if f.is_file()]
-    assert sum(f.stat().st_size for f in files) == store.store_bytes()
+    assert all(f.parent == packs for f in files)
+    on_disk = sum(f.stat().st_size for f in files)
+    assert store.store_bytes() <= on_disk < store.store_bytes() + 8 * 4096
     for row in store.checkpoints(3):  # what is kept still loads
         checkpoint.decode(store.get_blob(row.blob), store.get_blob)
     with store.exclusive() as alone:

@@ -200,8 +200,9 @@ def _recorded(tmp_path: Path, epochs: int = 8) -> tuple[Path, str]:
     return tmp_path, text
 
 
-def _boundary_blobs(project: Path, run: int = 1) -> dict[int, Path]:
-    """Main-loop boundary -> its checkpoint's manifest blob file."""
+def _boundary_blobs(project: Path, run: int = 1) -> dict[int, tuple[Path, int, int]]:
+    """Main-loop boundary -> where its checkpoint's manifest blob lies: (file, offset, length),
+    a pack file holding that checkpoint's new blobs."""
     db = sqlite3.connect(project / ".florc" / "florc.db")
     rows = db.execute(
         "SELECT c.iteration, c.blob FROM checkpoints c JOIN runs r ON r.id = c.run "
@@ -210,21 +211,22 @@ def _boundary_blobs(project: Path, run: int = 1) -> dict[int, Path]:
     ).fetchall()
     db.close()
     store = Store(project)
-    paths = {it: store.blob_path(sha) for it, sha in rows}
+    where = {it: store.blob_location(key) for it, key in rows}
     store.close()
-    return paths
+    return where
 
 
 @pytest.mark.parametrize("damage", [pytest.param("corrupt", marks=pytest.mark.smoke), "missing"])
 def test_a_damaged_checkpoint_falls_back_to_an_earlier_one(tmp_path: Path, damage: str) -> None:
     project, text = _recorded(tmp_path)
-    blob = _boundary_blobs(project)[6]  # the state before epoch 6
+    pack, offset, length = _boundary_blobs(project)[6]  # the state before epoch 6
+    assert pack.parent.name == "packs" and length > 8
     if damage == "corrupt":
-        data = bytearray(blob.read_bytes())
-        data[-5] ^= 0xFF
-        blob.write_bytes(bytes(data))
+        data = bytearray(pack.read_bytes())
+        data[offset + length - 5] ^= 0xFF  # a byte of the manifest's entry inside the pack
+        pack.write_bytes(bytes(data))
     else:
-        blob.unlink()
+        pack.unlink()  # the checkpoint's pack: its manifest and its new tensors
     (project / "train.py").write_text(edited(text))
     rep = florc(["replay", "train.py", "--epochs", "6-7"], project)
     assert rep.returncode == 0, rep.stderr
