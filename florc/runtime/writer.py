@@ -23,9 +23,14 @@ from typing import Any
 
 from florc.runtime import checkpoint
 from florc.runtime import state as st
+from florc.runtime.state.tracker import TensorTracker
 from florc.store.index import Store
 
 DEFAULT_QUEUE_BYTES = 512 * 2**20
+STALE_REASON = (
+    "a tensor it did not copy (unchanged by its version counter) had changed: written through "
+    "`.data` or a kernel PyTorch does not see"
+)
 
 
 @dataclass
@@ -42,7 +47,7 @@ class CheckpointJob:
 
 @dataclass
 class _Item:
-    action: Callable[[Store], None]
+    action: Callable[[Store], object]
     nbytes: int = 0
     on_done: Callable[[float], None] | None = None
 
@@ -66,8 +71,10 @@ class Writer:
         store_dir: Path,
         compress: bool = False,
         max_queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        tracker: TensorTracker | None = None,
     ) -> None:
         self.root = root
+        self.tracker = tracker  # told which copies are durable, under which keys
         self.store_dir = store_dir
         self.compress = compress
         self.max_queue_bytes = max_queue_bytes
@@ -87,7 +94,7 @@ class Writer:
             raise self._failed_open
 
     # training thread ---------------------------------------------------------------
-    def submit(self, action: Callable[[Store], None]) -> None:
+    def submit(self, action: Callable[[Store], object]) -> None:
         """Run a small index write on the writer thread, after everything submitted before."""
         self._put(_Item(action))
 
@@ -156,6 +163,13 @@ class Writer:
         store.close()
 
     def _write(self, store: Store, job: CheckpointJob) -> None:
+        snap = job.snapshot
+        try:
+            self._write_or_drop(store, job)
+        finally:
+            snap.release()  # its copies' buffers serve the next checkpoint
+
+    def _write_or_drop(self, store: Store, job: CheckpointJob) -> None:
         if self.stopped is not None:
             job.snapshot = st.Snapshot()
             self.stats.dropped += 1
@@ -181,7 +195,11 @@ class Writer:
                 self._cloud_loops.add(job.loop)
         except Exception as exc:  # noqa: BLE001 - pickling arbitrary user objects
             where = exc.where if isinstance(exc, checkpoint.Unserialisable) else None
-            reason = str(exc) if where else f"cannot serialise: {type(exc).__name__}: {exc}"
+            reason = (
+                str(exc)
+                if where or isinstance(exc, checkpoint.BaseNotWritten)
+                else f"cannot serialise: {type(exc).__name__}: {exc}"
+            )
             info["reason"] = reason
             self.stats.unusable += 1
             self.stats.unusable_reasons.setdefault(reason, [0, where])[0] += 1
@@ -197,7 +215,7 @@ class Writer:
         ]
         blobs.append(store.write_blob(enc.manifest, compress=self.compress, sync_dir=False))
         store.sync_dirs(blobs)  # every blob durable before the index names it
-        store.add_checkpoint(
+        checkpoint_id = store.add_checkpoint(
             job.run,
             job.loop,
             job.iteration,
@@ -207,6 +225,22 @@ class Writer:
             True,
             info,
             blobs,
+            enc.shared,
         )
         self.stats.checkpoints += 1
         self.stats.blobs_shared += sum(not b.written for b in blobs)
+        self._tell_tracker(store, checkpoint_id, enc)
+
+    def _tell_tracker(self, store: Store, checkpoint_id: int, enc: checkpoint.Encoded) -> None:
+        """The checkpoint is durable: its copies may be skipped from now on; a verification that
+        found a tensor changed behind its version counter makes the checkpoints that skipped it
+        unusable."""
+        if self.tracker is None:
+            return
+        for stored in enc.stored:
+            self.tracker.referenced(stored, checkpoint_id)
+        stale: set[int] = set()
+        for entry, keys in enc.tracked:
+            stale.update(self.tracker.committed(entry, keys))
+        if stale:
+            store.mark_unusable(sorted(stale), STALE_REASON)

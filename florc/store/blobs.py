@@ -33,6 +33,11 @@ class CorruptBlob(ValueError):
     pass
 
 
+def digest(data: Any) -> str:
+    """A blob's key: the hash of its bytes."""
+    return hashlib.sha256(memoryview(data).cast("B")).hexdigest()
+
+
 def _zstd() -> Any:
     import zstandard
 

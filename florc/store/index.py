@@ -336,8 +336,11 @@ class Store:
         usable: bool,
         info: dict[str, Any],
         blobs: Iterable[BlobInfo] = (),
-    ) -> None:
-        """Commit a checkpoint's index rows. Its blob files must already be durable."""
+        shared: Iterable[str] = (),
+    ) -> int:
+        """Commit a checkpoint's index rows; returns its id. Its blob files must already be
+        durable. shared: keys of blobs already committed that this checkpoint refers to too."""
+        blobs = list(blobs)
         with self.tx():
             self.db.executemany(
                 "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)",
@@ -351,8 +354,22 @@ class Store:
             )
             self.db.executemany(
                 "INSERT OR IGNORE INTO checkpoint_blobs VALUES (?, ?)",
-                [(cur.lastrowid, b.sha) for b in blobs],
+                [(cur.lastrowid, b.sha) for b in blobs] + [(cur.lastrowid, k) for k in shared],
             )
+        return int(cur.lastrowid or 0)
+
+    def mark_unusable(self, checkpoints: Iterable[int], reason: str) -> None:
+        """Checkpoints found to hold wrong state after they were written: never restored."""
+        with self.tx():
+            for cid in checkpoints:
+                row = self.db.execute("SELECT info FROM checkpoints WHERE id=?", (cid,)).fetchone()
+                if row is None:
+                    continue
+                info = json.loads(row[0])
+                info["reason"] = reason
+                self.db.execute(
+                    "UPDATE checkpoints SET usable=0, info=? WHERE id=?", (json.dumps(info), cid)
+                )
 
     def checkpoints(self, run: int) -> list[CheckpointRow]:
         rows = self.db.execute(
