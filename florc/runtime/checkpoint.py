@@ -118,9 +118,8 @@ def _tensor_ref(self: Any, obj: Any) -> Any:
     if found is None:
         return None
     raw, (kind, dtype, shape) = found
-    chunks: list[str] = []
-    for start in range(0, raw.nbytes, CHUNK_BYTES):
-        chunk = raw[start : start + CHUNK_BYTES]
+    chunks = []
+    for chunk in _chunks(raw):
         sha = digest(chunk)
         self.enc.payloads[sha] = chunk
         chunks.append(sha)
@@ -131,6 +130,20 @@ def _tensor_ref(self: Any, obj: Any) -> Any:
     ref = (kind, tuple(chunks), dtype, shape)
     self.seen[key] = ref
     return ref
+
+
+def _chunks(raw: Any) -> list[Any]:
+    return [raw[start : start + CHUNK_BYTES] for start in range(0, raw.nbytes, CHUNK_BYTES)]
+
+
+def chunk_keys(t: Any) -> tuple[str, ...] | None:
+    """The keys a tensor's bytes would be stored under now (None: not stored apart)."""
+    if t.device.type != "cpu":
+        t = t.cpu()
+    found = _raw_tensor(t.detach())
+    if found is None:
+        return None
+    return tuple(digest(chunk) for chunk in _chunks(found[0]))
 
 
 def _tensor_placeholder(self: Any, obj: Any) -> Any:

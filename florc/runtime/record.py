@@ -192,6 +192,7 @@ class RecordSession(Session):
         self.store_progress()
         if self.writer is not None:
             t0 = time.perf_counter()
+            self.writer.verify_skipped()
             self.writer.close()
             # the script has ended and waits for the last checkpoints to be durable: a cost too
             self.stats.flush_seconds = time.perf_counter() - t0

@@ -231,6 +231,24 @@ class Writer:
         self.stats.blobs_shared += sum(not b.written for b in blobs)
         self._tell_tracker(store, checkpoint_id, enc)
 
+    def verify_skipped(self) -> None:
+        """At the end of the run: hash the tensors skipped since their last verification once
+        more, and make the checkpoints that skipped a tensor that had changed unusable."""
+        tracker = self.tracker
+        if tracker is None:
+            return
+        pending = tracker.unverified()
+
+        def verify(store: Store) -> None:
+            stale: set[int] = set()
+            for entry, live in pending:
+                stale.update(tracker.finish_verification(entry, checkpoint.chunk_keys(live)))
+            if stale:
+                store.mark_unusable(sorted(stale), STALE_REASON)
+
+        if pending:
+            self.submit(verify)
+
     def _tell_tracker(self, store: Store, checkpoint_id: int, enc: checkpoint.Encoded) -> None:
         """The checkpoint is durable: its copies may be skipped from now on; a verification that
         found a tensor changed behind its version counter makes the checkpoints that skipped it

@@ -16,7 +16,10 @@ it was), BatchNorm's running statistics updated in `forward`, and any kernel wri
 verification: every `VERIFY_EVERY`-th time a tensor would be skipped it is copied and hashed
 instead; if its bytes differ from the stored ones, every checkpoint that skipped it since the
 last verification is marked unusable (replay re-executes from an earlier one: slower, never
-wrong), and the tensor is copied at every checkpoint from then on.
+wrong), and the tensor is copied at every checkpoint from then on. When the run ends, the
+tensors skipped since their last verification are verified once more, so the last checkpoints
+are checked too. Not checked: a tensor skipped and written behind its counter (sparsely, between
+probed elements) whose counter then moves before it is verified.
 
 Threads: the training thread asks (`unchanged`, `copied`, `submitted`); the writer thread fills in
 the keys of a copy once its checkpoint is durable (`committed`). A checkpoint may skip a tensor
@@ -165,6 +168,34 @@ class TensorTracker:
                     if entry.path not in self.stats.stale_paths:
                         self.stats.stale_paths.append(entry.path)
         entry.keys = keys
+        return stale
+
+    def unverified(self) -> list[tuple[Entry, Any]]:
+        """(entry, live tensor) for each tensor skipped since it was last verified and still
+        unchanged by its counter: verified once more when the run ends (`finish_verification`),
+        so that the last checkpoints of a run are checked too."""
+        out = []
+        for key, entry in list(self._entries.items()):
+            live = entry.ref()
+            if (
+                live is not None
+                and entry.skips
+                and key not in self._untrusted
+                and _signature(live) == entry.signature
+            ):
+                out.append((entry, live))
+        return out
+
+    def finish_verification(self, entry: Entry, keys: tuple[str, ...] | None) -> list[int]:
+        """The keys of a tensor's bytes at the end of the run (None: not hashable): the
+        checkpoints that skipped it since its last verification, if it had changed."""
+        self.stats.verified += 1
+        if keys is None or keys == entry.keys:
+            return []
+        stale = list(entry.skipped_in)
+        self.stats.stale += len(stale)
+        if stale and entry.path not in self.stats.stale_paths:
+            self.stats.stale_paths.append(entry.path)
         return stale
 
     @staticmethod
