@@ -128,8 +128,14 @@ class TensorTracker:
             weakref.ref(t, self._forget(id(t))), sig, index, _read_probe(t, index), nbytes, path
         )
         old = self._entries.get(id(t))
-        if old is not None and old.submitted and old.ref() is t and sig == old.signature:
-            entry.base = old  # unchanged as far as the counter can tell, copied anyway: verify
+        if (
+            old is not None
+            and old.submitted
+            and old.ref() is t
+            and sig == old.signature
+            and id(t) not in self._untrusted  # the probe saw it change since the last skip
+        ):
+            entry.base = old  # unchanged as far as the counter and probe can tell: verify
         self._entries[id(t)] = entry
         return entry
 
