@@ -117,11 +117,11 @@ class Snapshot:
         self.__dict__.update(state)
 
     def release(self) -> None:
-        """Done with this snapshot's copies (written): their buffers may be reused. It must not
-        be read afterwards."""
+        """Done with this snapshot's copies (written): buffers from a pool go back to it, and
+        the snapshot is emptied (its tensors would change under a reader)."""
         release, self.on_release = self.on_release, None
-        self.paths, self.tracked = {}, {}
         if release is not None:
+            self.paths, self.tracked = {}, {}
             release()
 
     def wait(self) -> None:
