@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import functools
 import io
+import os
 import pickle
 import sys
 import types
@@ -37,7 +38,8 @@ from florc.store.index import CorruptBlob
 FORMAT = 3
 READABLE_FORMATS = (2, 3)
 SEPARATE_BYTES = 64 * 1024
-CHUNK_BYTES = 2**20
+# FLORC_CHUNK_BYTES=0 stores each tensor as one blob (benchmarks compare the two layouts)
+CHUNK_BYTES = int(os.environ.get("FLORC_CHUNK_BYTES", 2**20)) or 2**62
 
 
 class CheckpointFormatError(ValueError):

@@ -80,10 +80,17 @@ class Capturer:
             copy_ = None
         elif t.device.type == "cuda":
             copy_ = self._clone_cuda(t)
-        elif self.buffers is not None and nbytes >= TRACK_BYTES:
+        elif (
+            self.buffers is not None
+            and nbytes >= TRACK_BYTES
+            and t.layout == lazy.torch().strided
+            and not t.is_quantized
+        ):
             copy_, buf = self.buffers.like(t)
             self.taken.append((buf, False))
             copy_.copy_(t.detach())
+        elif t.layout != lazy.torch().strided:
+            copy_ = t.detach().clone()  # a sparse gradient (nn.Embedding(sparse=True)), ...
         else:
             copy_ = t.detach().clone(memory_format=lazy.torch().contiguous_format)
         if self.tracker is not None and copy_ is not None:

@@ -226,8 +226,8 @@ def _signature(t: Any) -> tuple[Any, ...] | None:
             t.dtype,
             t.device,
         )
-    except (RuntimeError, AttributeError, NotImplementedError):
-        return None  # an inference tensor (no version counter), a tensor subclass, ...
+    except Exception:  # noqa: BLE001
+        return None  # an inference tensor (no version counter), a lazy parameter, a subclass
 
 
 def _probe_index(t: Any) -> Any:
