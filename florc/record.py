@@ -40,6 +40,7 @@ from florc.runtime import state as st
 from florc.runtime.policy import DEFAULT_BUDGET, CheckpointPolicy
 from florc.runtime.record import RecordSession
 from florc.runtime.runner import RunOutcome, run_script
+from florc.runtime.state.tracker import TensorTracker
 from florc.runtime.writer import CheckpointJob, Writer
 from florc.store.index import Store
 from florc.transforms import cache as compile_cache
@@ -142,9 +143,12 @@ def record(
         env["hash_seed"] = os.environ.get("PYTHONHASHSEED")  # the CLI pins it (new_hash_seed)
         run_id = store.create_run("record", result.script, args, env, main_loop=result.main_loop)
         store.add_sources(run_id, {rel: fm.source for rel, fm in result.files.items()})
-        writer = Writer(root, store.dir, compress=compress)
+        tracker = TensorTracker()
+        writer = Writer(root, store.dir, compress=compress, tracker=tracker)
         policy = CheckpointPolicy(overhead)
-        session = RecordSession(store, run_id, result, writer=writer, policy=policy)
+        session = RecordSession(
+            store, run_id, result, writer=writer, policy=policy, tracker=tracker
+        )
         where = store.dir.relative_to(root) if store.dir.is_relative_to(root) else store.dir
         policy_text = "every opportunity" if checkpoint_all else f"overhead budget {overhead:.0%}"
         how = "instrumented (compile cache hit)" if cached else "instrumented"
@@ -185,6 +189,8 @@ def record(
     else:
         line = f"run {run_id} {status} — {plural(iterations, 'main-loop iteration')}, "
     line += f"{plural(s.checkpoints, 'checkpoint')} ({mb(total)}, {mb(stored)} stored)"
+    if tracker.stats.skipped_bytes:
+        line += f", {mb(tracker.stats.skipped_bytes)} of unchanged tensors not copied again"
     if s.skipped:
         line += f", {s.skipped} skipped to stay within the budget"
     summary = policy.summary()
@@ -203,6 +209,8 @@ def record(
             "(those parts re-execute at replay)"
         )
     say.note(line)
+    if tracker.stats.stale:
+        s.notes.insert(0, stale_note(tracker))
     for note in s.notes[:5]:
         say.note(note)
     if outcome.error and outcome.status != "done":
@@ -214,6 +222,17 @@ def record(
                 f"a plain run fails the same way: install it there, then record again"
             )
     return RecordResult(run_id, outcome)
+
+
+def stale_note(tracker: TensorTracker) -> str:
+    """Said when tensors changed behind their version counter after checkpoints skipped them."""
+    where = ", ".join(f"`{p}`" for p in tracker.stats.stale_paths[:3] if p) or "a tensor"
+    return (
+        f"{plural(tracker.stats.stale, 'checkpoint')} marked unusable: {where} changed without "
+        "PyTorch's version counter seeing it (a write through `.data` or a kernel it does not "
+        "track), after those checkpoints had skipped it as unchanged; florc copies it at every "
+        "checkpoint from now on, and replay re-executes those parts"
+    )
 
 
 def _missing_framework(result: CompileResult, error: str) -> str | None:

@@ -1,11 +1,17 @@
-"""How a snapshot is laid out in the store: one manifest blob plus one blob per large tensor.
+"""How a snapshot is laid out in the store: one manifest blob plus blobs for large tensors.
 
 The manifest is the snapshot pickled with every tensor or array of at least `SEPARATE_BYTES`
-(64 KiB) replaced by a reference `(kind, sha256, dtype, shape)`. Each such tensor's raw bytes
-become a blob of their own, named by their hash, so a tensor whose bytes did not change since
-an earlier checkpoint (a frozen layer, an embedding table, a dataset) costs a hash and no
-write. Smaller tensors (biases, norms, scalars) stay inline: a durable file each would cost more
-than sharing them saves.
+(64 KiB) replaced by a reference `(kind, keys, dtype, shape)`. Such a tensor's raw bytes are cut
+into chunks of `CHUNK_BYTES` (1 MiB), and each chunk is a blob named by the hash of its bytes:
+a chunk whose bytes did not change since an earlier checkpoint (a frozen layer, the rows of an
+embedding table no batch touched) costs a hash and no write. A tensor the capture did not copy,
+because it has not changed since a checkpoint stored it (state/tracker.py), is a `StoredTensor`
+in the snapshot: its reference names that checkpoint's chunks, with no hash and no write at all.
+Smaller tensors (biases, norms, scalars) stay inline: a blob each would cost more than sharing
+them saves.
+
+Format 3 (chunked; every reference holds a tuple of keys) is written; format 2 (one SHA-256 blob
+per tensor, the key a string) still loads.
 
 Encoding runs on the writer thread over the snapshot's own copies, never over live tensors.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 import collections
 import functools
 import io
+import os
 import pickle
 import sys
 import types
@@ -24,11 +31,15 @@ from typing import Any
 
 from florc.runtime import state as st
 from florc.runtime.state import kinds
-from florc.store import blobs
+from florc.runtime.state.tracker import Entry, StoredTensor
+from florc.store.blobs import digest
 from florc.store.index import CorruptBlob
 
-FORMAT = 2
+FORMAT = 3
+READABLE_FORMATS = (2, 3)
 SEPARATE_BYTES = 64 * 1024
+# FLORC_CHUNK_BYTES=0 stores each tensor as one blob (benchmarks compare the two layouts)
+CHUNK_BYTES = int(os.environ.get("FLORC_CHUNK_BYTES", 2**20)) or 2**62
 
 
 class CheckpointFormatError(ValueError):
@@ -38,10 +49,13 @@ class CheckpointFormatError(ValueError):
 @dataclass
 class Encoded:
     manifest: bytes
-    payloads: dict[str, Any] = field(default_factory=dict)  # blobs.digest -> buffer of raw bytes
-    nbytes: int = 0  # manifest + every payload: what a checkpoint would be without sharing
+    payloads: dict[str, Any] = field(default_factory=dict)  # key -> buffer of raw bytes
+    nbytes: int = 0  # manifest + every tensor's bytes: what a checkpoint would be without sharing
     cloud: bool = False  # written by cloudpickle (plain pickle refused something)
-    shared: list[str] = field(default_factory=list)  # keys of stored blobs it uses, not written
+    # keys of blobs already in the store that this checkpoint refers to (tensors not copied)
+    shared: list[str] = field(default_factory=list)
+    stored: list[StoredTensor] = field(default_factory=list)  # ... the tensors they stand for
+    tracked: list[tuple[Entry, tuple[str, ...]]] = field(default_factory=list)  # copies' keys
 
 
 def _raw_tensor(obj: Any) -> tuple[Any, tuple[Any, ...]] | None:
@@ -71,6 +85,13 @@ def _raw_array(obj: Any) -> tuple[Any, tuple[Any, ...]] | None:
     return obj.reshape(-1).view(np.uint8), ("numpy", obj.dtype.str, tuple(obj.shape))
 
 
+class BaseNotWritten(Exception):
+    """A tensor the snapshot did not copy is in an earlier checkpoint that was not written."""
+
+    def __str__(self) -> str:
+        return "it builds on an earlier checkpoint that could not be written"
+
+
 class Unserialisable(Exception):
     """Neither pickle nor cloudpickle can write a value of the snapshot; `where` is its access
     path (`envs.envs[0].sock`), `what` its type."""
@@ -85,25 +106,57 @@ def _tensor_ref(self: Any, obj: Any) -> Any:
     key = id(obj)
     if key in self.seen:
         return self.seen[key]
+    if isinstance(obj, StoredTensor):
+        keys = obj.entry.keys
+        if keys is None:
+            raise BaseNotWritten()
+        self.enc.shared.extend(keys)
+        self.enc.stored.append(obj)
+        self.enc.nbytes += obj.nbytes
+        ref = (obj.kind, keys, obj.dtype, obj.shape)
+        self.seen[key] = ref
+        return ref
     found = _raw_tensor(obj) or _raw_array(obj)
     if found is None:
         return None
     raw, (kind, dtype, shape) = found
-    sha = blobs.digest(raw)
-    self.payloads[sha] = raw
-    ref = (kind, sha, dtype, shape)
+    chunks = []
+    for chunk in _chunks(raw):
+        sha = digest(chunk)
+        self.enc.payloads[sha] = chunk
+        chunks.append(sha)
+    self.enc.nbytes += raw.nbytes
+    entry = self.tracked.get(key)
+    if entry is not None:
+        self.enc.tracked.append((entry, tuple(chunks)))
+    ref = (kind, tuple(chunks), dtype, shape)
     self.seen[key] = ref
     return ref
 
 
+def _chunks(raw: Any) -> list[Any]:
+    return [raw[start : start + CHUNK_BYTES] for start in range(0, raw.nbytes, CHUNK_BYTES)]
+
+
+def chunk_keys(t: Any) -> tuple[str, ...] | None:
+    """The keys a tensor's bytes would be stored under now (None: not stored apart)."""
+    if t.device.type != "cpu":
+        t = t.cpu()
+    found = _raw_tensor(t.detach())
+    if found is None:
+        return None
+    return tuple(digest(chunk) for chunk in _chunks(found[0]))
+
+
 def _tensor_placeholder(self: Any, obj: Any) -> Any:
-    return "t" if _raw_tensor(obj) or _raw_array(obj) else None
+    return "t" if isinstance(obj, StoredTensor) or _raw_tensor(obj) or _raw_array(obj) else None
 
 
 class _Pickler(pickle.Pickler):
-    def __init__(self, file: Any, payloads: dict[str, Any]) -> None:
+    def __init__(self, file: Any, enc: Encoded, tracked: dict[int, Entry]) -> None:
         super().__init__(file, protocol=5)
-        self.payloads = payloads
+        self.enc = enc
+        self.tracked = tracked
         self.seen: dict[int, Any] = {}
 
     persistent_id = _tensor_ref
@@ -121,9 +174,10 @@ def _cloud_pickler_class(probe: bool = False) -> Any:
         import cloudpickle
 
         class _CloudPickler(cloudpickle.Pickler):
-            def __init__(self, file: Any, payloads: dict[str, Any]) -> None:
+            def __init__(self, file: Any, enc: Encoded, tracked: dict[int, Entry]) -> None:
                 super().__init__(file, protocol=5)
-                self.payloads = payloads
+                self.enc = enc
+                self.tracked = tracked
                 self.seen: dict[int, Any] = {}
 
             persistent_id = _tensor_ref
@@ -143,7 +197,7 @@ def _cloud_pickler_class(probe: bool = False) -> Any:
 def _problem(value: Any) -> Exception | None:
     """Why cloudpickle cannot write `value`, or None when it can."""
     try:
-        _cloud_pickler_class(probe=True)(io.BytesIO(), {}).dump(value)
+        _cloud_pickler_class(probe=True)(io.BytesIO(), Encoded(b""), {}).dump(value)
     except Exception as exc:  # noqa: BLE001
         return exc
     return None
@@ -211,10 +265,12 @@ def encode(snap: st.Snapshot, cloud_first: bool = False) -> Encoded:
     snap.wait()
     picklers = [_cloud_pickler_class()] if cloud_first else [_Pickler, _cloud_pickler_class()]
     for i, pickler in enumerate(picklers):
-        payloads: dict[str, Any] = {}
+        enc = Encoded(b"")
         buf = io.BytesIO()
         try:
-            pickler(buf, payloads).dump((FORMAT, snap))
+            pickler(buf, enc, snap.tracked).dump((FORMAT, snap))
+        except BaseNotWritten:
+            raise
         except Exception as exc:  # noqa: BLE001 - pickle refuses in many ways
             if i + 1 < len(picklers):
                 continue
@@ -222,9 +278,10 @@ def encode(snap: st.Snapshot, cloud_first: bool = False) -> Encoded:
             if found is None:
                 raise Unserialisable(None, "value", f"{type(exc).__name__}: {exc}") from None
             raise found from None
-        manifest = buf.getvalue()
-        nbytes = len(manifest) + sum(p.nbytes for p in payloads.values())
-        return Encoded(manifest, payloads, nbytes, cloud=pickler is not _Pickler)
+        enc.manifest = buf.getvalue()
+        enc.nbytes += len(enc.manifest)
+        enc.cloud = pickler is not _Pickler
+        return enc
     raise AssertionError("unreachable")
 
 
@@ -234,8 +291,13 @@ class _Unpickler(pickle.Unpickler):
         self.fetch = fetch
 
     def persistent_load(self, pid: Any) -> Any:
-        kind, sha, dtype, shape = pid
-        data = bytearray(self.fetch(sha))
+        kind, keys, dtype, shape = pid
+        if isinstance(keys, str):  # format 2: one blob
+            data = bytearray(self.fetch(keys))
+        else:
+            data = bytearray()
+            for key in keys:
+                data += self.fetch(key)
         if kind == "torch":
             import torch
 
@@ -256,6 +318,8 @@ def decode(manifest: bytes, fetch: Callable[[str], bytes]) -> st.Snapshot:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure means "this checkpoint does not load"
         raise CheckpointFormatError(f"checkpoint does not load: {exc}") from None
-    if fmt != FORMAT or not isinstance(snap, st.Snapshot):
-        raise CheckpointFormatError(f"checkpoint format {fmt}, this florc reads {FORMAT}")
+    if fmt not in READABLE_FORMATS or not isinstance(snap, st.Snapshot):
+        raise CheckpointFormatError(
+            f"checkpoint format {fmt}, this florc reads {' and '.join(map(str, READABLE_FORMATS))}"
+        )
     return snap

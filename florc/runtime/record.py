@@ -21,6 +21,8 @@ from florc.runtime import state as st
 from florc.runtime.loops import Block, MainLoop, checkpoint_paths
 from florc.runtime.policy import CheckpointPolicy
 from florc.runtime.session import Session
+from florc.runtime.state.buffers import HostBuffers
+from florc.runtime.state.tracker import TensorTracker
 from florc.runtime.writer import CheckpointJob, Writer
 from florc.store.index import Store
 
@@ -35,10 +37,13 @@ class RecordSession(Session):
         compiled: CompileResult,
         writer: Writer | None = None,
         policy: CheckpointPolicy | None = None,
+        tracker: TensorTracker | None = None,
     ) -> None:
         super().__init__(store, run_id, compiled)
         self.writer = writer
         self.policy = policy
+        self.tracker = tracker  # large tensors unchanged since a checkpoint are not copied
+        self.buffers = HostBuffers()  # the copies' memory, reused from checkpoint to checkpoint
         self.lines_stored = 0  # log lines already handed to the writer
         self.callees_stored: dict[str, set[str]] = {}
 
@@ -131,7 +136,9 @@ class RecordSession(Session):
             info["reason"] = "; ".join(problems.values())
         else:
             try:
-                snap = st.capture(scope, paths, set(manifest.required), entry)
+                snap = st.capture(
+                    scope, paths, set(manifest.required), entry, self.tracker, self.buffers
+                )
             except st.CannotSnapshot as exc:
                 info["reason"] = str(exc)
                 where = exc.where or None
@@ -152,6 +159,7 @@ class RecordSession(Session):
         background = max(0.0, decision.estimate - copy_seconds)
         nbytes = snap.nbytes
         policy.submitted(background)
+        TensorTracker.submitted(snap.tracked.values())
         self.writer.submit_checkpoint(
             CheckpointJob(
                 run,
@@ -184,6 +192,7 @@ class RecordSession(Session):
         self.store_progress()
         if self.writer is not None:
             t0 = time.perf_counter()
+            self.writer.verify_skipped()
             self.writer.close()
             # the script has ended and waits for the last checkpoints to be durable: a cost too
             self.stats.flush_seconds = time.perf_counter() - t0

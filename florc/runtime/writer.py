@@ -23,10 +23,15 @@ from typing import Any
 
 from florc.runtime import checkpoint
 from florc.runtime import state as st
+from florc.runtime.state.tracker import TensorTracker
 from florc.store.blobs import digest
 from florc.store.index import Store
 
 DEFAULT_QUEUE_BYTES = 512 * 2**20
+STALE_REASON = (
+    "a tensor it did not copy (unchanged by its version counter) had changed: written through "
+    "`.data` or a kernel PyTorch does not see"
+)
 
 
 @dataclass
@@ -67,8 +72,10 @@ class Writer:
         store_dir: Path,
         compress: bool = False,
         max_queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        tracker: TensorTracker | None = None,
     ) -> None:
         self.root = root
+        self.tracker = tracker  # told which copies are durable, under which keys
         self.store_dir = store_dir
         self.compress = compress
         self.max_queue_bytes = max_queue_bytes
@@ -157,6 +164,13 @@ class Writer:
         store.close()
 
     def _write(self, store: Store, job: CheckpointJob) -> None:
+        snap = job.snapshot
+        try:
+            self._write_or_drop(store, job)
+        finally:
+            snap.release()  # its copies' buffers serve the next checkpoint
+
+    def _write_or_drop(self, store: Store, job: CheckpointJob) -> None:
         if self.stopped is not None:
             job.snapshot = st.Snapshot()
             self.stats.dropped += 1
@@ -182,7 +196,11 @@ class Writer:
                 self._cloud_loops.add(job.loop)
         except Exception as exc:  # noqa: BLE001 - pickling arbitrary user objects
             where = exc.where if isinstance(exc, checkpoint.Unserialisable) else None
-            reason = str(exc) if where else f"cannot serialise: {type(exc).__name__}: {exc}"
+            reason = (
+                str(exc)
+                if where or isinstance(exc, checkpoint.BaseNotWritten)
+                else f"cannot serialise: {type(exc).__name__}: {exc}"
+            )
             info["reason"] = reason
             self.stats.unusable += 1
             self.stats.unusable_reasons.setdefault(reason, [0, where])[0] += 1
@@ -195,7 +213,7 @@ class Writer:
         manifest = digest(enc.manifest)
         # one pack for the checkpoint's new blobs, durable before the index names any of them
         blobs = store.write_pack({**enc.payloads, manifest: enc.manifest}, self.compress)
-        store.add_checkpoint(
+        checkpoint_id = store.add_checkpoint(
             job.run,
             job.loop,
             job.iteration,
@@ -209,3 +227,36 @@ class Writer:
         )
         self.stats.checkpoints += 1
         self.stats.blobs_shared += sum(not b.written for b in blobs)
+        self._tell_tracker(store, checkpoint_id, enc)
+
+    def verify_skipped(self) -> None:
+        """At the end of the run: hash the tensors skipped since their last verification once
+        more, and make the checkpoints that skipped a tensor that had changed unusable."""
+        tracker = self.tracker
+        if tracker is None:
+            return
+        pending = tracker.unverified()
+
+        def verify(store: Store) -> None:
+            stale: set[int] = set()
+            for entry, live in pending:
+                stale.update(tracker.finish_verification(entry, checkpoint.chunk_keys(live)))
+            if stale:
+                store.mark_unusable(sorted(stale), STALE_REASON)
+
+        if pending:
+            self.submit(verify)
+
+    def _tell_tracker(self, store: Store, checkpoint_id: int, enc: checkpoint.Encoded) -> None:
+        """The checkpoint is durable: its copies may be skipped from now on; a verification that
+        found a tensor changed behind its version counter makes the checkpoints that skipped it
+        unusable."""
+        if self.tracker is None:
+            return
+        for stored in enc.stored:
+            self.tracker.referenced(stored, checkpoint_id)
+        stale: set[int] = set()
+        for entry, keys in enc.tracked:
+            stale.update(self.tracker.committed(entry, keys))
+        if stale:
+            store.mark_unusable(sorted(stale), STALE_REASON)

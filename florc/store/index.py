@@ -167,7 +167,7 @@ class Store:
             self._check_version(self._schema_version())
             self._packed = self._has_pack_columns()
             return
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self._use_wal()
         self.db.execute("PRAGMA synchronous=NORMAL")
         with self.tx():
             version = self._schema_version()
@@ -179,6 +179,21 @@ class Store:
                 self.db.execute(
                     "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
+
+    def _use_wal(self) -> None:
+        """Switch a new index to write-ahead logging (it stays so). Two processes creating one
+        store at once both try; SQLite answers the second "locked" at once, without waiting
+        for its busy timeout, so wait here."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                    return
+                self.db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @staticmethod
     def exists(location: Path) -> bool:

@@ -12,10 +12,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from florc.runtime.state import kinds, lazy
+from florc.runtime.state.buffers import HostBuffers
 from florc.runtime.state.nodes import MISSING, CannotSnapshot, Node, Snapshot
 from florc.runtime.state.objects import is_reiterable, loader_generators
 from florc.runtime.state.rng import capture_rng
 from florc.runtime.state.scope import Scope
+from florc.runtime.state.tracker import TRACK_BYTES, TensorTracker
 
 MAX_DEPTH = 60
 
@@ -37,10 +39,18 @@ class Capturer:
     GPU, not the CPU) for the copies before running anything else, so no later in-place update
     can tear them. `Snapshot.wait()` blocks until they have landed.
 
+    With a tracker (record), a large tensor unchanged since a checkpoint stored it is not copied
+    (tracker.py); with buffers, large copies go into reused host buffers (buffers.py).
+
     With dry=True nothing is copied: it only adds up the bytes a capture would copy.
     """
 
-    def __init__(self, dry: bool = False) -> None:
+    def __init__(
+        self,
+        dry: bool = False,
+        tracker: TensorTracker | None = None,
+        buffers: HostBuffers | None = None,
+    ) -> None:
         self.memo: dict[int, Node] = {}
         self.keep: list[Any] = []  # keep ids stable while capturing
         self.clones: dict[int, Any] = {}
@@ -48,6 +58,10 @@ class Capturer:
         self.nbytes = 0
         self.cuda_devices: set[Any] = set()
         self.asked: dict[type, tuple[kinds.Handler, ...]] = {}  # type -> kinds.candidates()
+        self.tracker = tracker
+        self.buffers = buffers
+        self.tracked: dict[int, Any] = {}  # id(copy) -> its tracker entry
+        self.taken: list[tuple[Any, bool]] = []  # pooled buffers the copies live in
 
     def clone(self, t: Any) -> Any:
         """A copy of tensor `t` (one per tensor, however often it is met)."""
@@ -55,13 +69,34 @@ class Capturer:
         if key in self.clones:
             return self.clones[key]
         self.keep.append(t)
-        self.nbytes += t.nelement() * t.element_size()
+        if self.tracker is not None and not self.dry:
+            stored = self.tracker.unchanged(t)
+            if stored is not None:
+                self.clones[key] = stored
+                return stored
+        nbytes = t.nelement() * t.element_size()
+        self.nbytes += nbytes
         if self.dry:
             copy_ = None
         elif t.device.type == "cuda":
             copy_ = self._clone_cuda(t)
+        elif (
+            self.buffers is not None
+            and nbytes >= TRACK_BYTES
+            and t.layout == lazy.torch().strided
+            and not t.is_quantized
+        ):
+            copy_, buf = self.buffers.like(t)
+            self.taken.append((buf, False))
+            copy_.copy_(t.detach())
+        elif t.layout != lazy.torch().strided:
+            copy_ = t.detach().clone()  # a sparse gradient (nn.Embedding(sparse=True)), ...
         else:
             copy_ = t.detach().clone(memory_format=lazy.torch().contiguous_format)
+        if self.tracker is not None and copy_ is not None:
+            entry = self.tracker.copied(t)
+            if entry is not None:
+                self.tracked[id(copy_)] = entry
         self.clones[key] = copy_
         return copy_
 
@@ -71,7 +106,11 @@ class Capturer:
         if t.device not in self.cuda_devices:
             side.wait_stream(torch.cuda.current_stream(t.device))
             self.cuda_devices.add(t.device)
-        buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        if self.buffers is not None:
+            buf, raw = self.buffers.like(t, pinned=True)
+            self.taken.append((raw, True))
+        else:
+            buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
         with torch.cuda.stream(side):
             buf.copy_(t.detach(), non_blocking=True)
         t.record_stream(side)
@@ -158,19 +197,34 @@ def identities(scope: Scope, paths: Iterable[str]) -> dict[str, Any]:
 
 
 def capture(
-    scope: Scope, paths: Iterable[str], required: set[str], entry: dict[str, Any] | None = None
+    scope: Scope,
+    paths: Iterable[str],
+    required: set[str],
+    entry: dict[str, Any] | None = None,
+    tracker: TensorTracker | None = None,
+    buffers: HostBuffers | None = None,
 ) -> Snapshot:
     """Snapshot the given paths. Raises CannotSnapshot when a required path fails.
 
     entry: identities() taken where the code that changes these paths began (a block's entry,
-    the main loop's start); the paths holding other objects now are marked rebound."""
+    the main loop's start); the paths holding other objects now are marked rebound.
+    tracker, buffers: see Capturer. The snapshot's `buffers` go back to the pool once it is
+    written (`Snapshot.release`)."""
     snap = Snapshot()
-    cap = Capturer()
+    cap = Capturer(tracker=tracker, buffers=buffers)
     try:
         _capture_paths(cap, snap, scope, paths, required)
+    except BaseException:
+        if buffers is not None:
+            buffers.give_back(cap.taken)
+        raise
     finally:
         if cap.cuda_devices:
             snap.pending = cap.finish()
+    snap.tracked = cap.tracked
+    if buffers is not None and cap.taken:
+        taken = cap.taken
+        snap.on_release = lambda: buffers.give_back(taken)
     if entry:
         snap.rebound = [
             p

@@ -11,7 +11,8 @@ and its fields keep their meaning per kind (see kinds.py).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # the name a snapshot's classes are pickled under (the package re-exports them)
@@ -97,11 +98,31 @@ class Snapshot:
     # that rebinds `output = ...`): restore gives them new objects instead of writing into the
     # current ones, which other variables may still hold (the last output in a list of them)
     rebound: list[str] = field(default_factory=list)
+    # not written: id(copy) -> its tensor tracker entry; what gives the copies' buffers back
+    tracked: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
+    on_release: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["pending"] = []
+        state.pop("tracked", None)
+        state.pop("on_release", None)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a snapshot written by an older florc lacks the fields added since: their defaults
+        for f in fields(self):
+            if f.name not in state:
+                state[f.name] = f.default_factory() if callable(f.default_factory) else f.default
+        self.__dict__.update(state)
+
+    def release(self) -> None:
+        """Done with this snapshot's copies (written): buffers from a pool go back to it, and
+        the snapshot is emptied (its tensors would change under a reader)."""
+        release, self.on_release = self.on_release, None
+        if release is not None:
+            self.paths, self.tracked = {}, {}
+            release()
 
     def wait(self) -> None:
         """Block until every GPU-to-host copy of this snapshot has landed."""

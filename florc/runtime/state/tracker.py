@@ -1,0 +1,256 @@
+"""Which large tensors have not changed since a checkpoint stored them: capture skips those.
+
+A tensor is *unchanged* when its storage, layout and in-place version counter (`t._version`)
+are what they were when an earlier checkpoint copied it, and a probe of its bytes (up to
+`PROBE_ELEMENTS` elements at fixed, spread positions) still reads the same. Capture then neither
+copies nor hashes it: the snapshot holds a `StoredTensor`, and the checkpoint refers to the blobs
+the earlier checkpoint wrote.
+
+What is trusted, and why the probe is there: PyTorch bumps the version counter on every in-place
+operation on a tensor (also under `torch.no_grad()`), but not for writes it does not see. Measured
+with torch 2.13: writes through `.data` (`p.data.add_(...)`, the update of hand-written SGD
+loops), fused optimizers (`Adam(fused=True)` leaves the counter of its parameters and moments as
+it was), BatchNorm's running statistics updated in `forward`, and any kernel writing through
+`data_ptr()`. All of those rewrite every element, which the probe sees. A write the counter misses
+*and* the probe does not sample (a few rows of a table changed by a custom kernel) is caught by
+verification: every `VERIFY_EVERY`-th time a tensor would be skipped it is copied and hashed
+instead; if its bytes differ from the stored ones, every checkpoint that skipped it since the
+last verification is marked unusable (replay re-executes from an earlier one: slower, never
+wrong), and the tensor is copied at every checkpoint from then on. When the run ends, the
+tensors skipped since their last verification are verified once more, so the last checkpoints
+are checked too. Not checked: a tensor skipped and written behind its counter (sparsely, between
+probed elements) whose counter then moves before it is verified.
+
+Threads: the training thread asks (`unchanged`, `copied`, `submitted`); the writer thread fills in
+the keys of a copy once its checkpoint is durable (`committed`). A checkpoint may skip a tensor
+whose earlier copy is still queued: the writer works in order, so those keys are known when the
+later checkpoint is encoded (if the earlier one could not be written, neither can the later).
+An entry is made per copy and never reused for a later one, so a late answer about an old copy
+cannot vouch for a newer one.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from florc.runtime.state import lazy
+
+TRACK_BYTES = 64 * 1024  # smaller tensors are always copied (they are pickled inline)
+PROBE_ELEMENTS = 64
+VERIFY_EVERY = 8
+
+
+@dataclass(eq=False)
+class Entry:
+    """One copy of one tensor, as a checkpoint took it."""
+
+    ref: Any  # weakref.ref to the live tensor
+    signature: tuple[Any, ...]
+    probe_index: Any
+    probe: Any  # the probed bytes when copied
+    nbytes: int
+    path: str = ""
+    keys: tuple[str, ...] | None = None  # the blobs holding it, once its checkpoint is durable
+    submitted: bool = False  # its checkpoint went to the writer (which writes it, or says why not)
+    skips: int = 0
+    # checkpoints that referred to these blobs instead of copying (for verification)
+    skipped_in: list[int] = field(default_factory=list)
+    base: Entry | None = None  # copied again while unchanged by the counter: verifies `base`
+
+
+@dataclass(eq=False)
+class StoredTensor:
+    """Stands in a snapshot for a tensor not copied: its bytes are the blobs `entry.keys`."""
+
+    entry: Entry
+    kind: str  # "torch"
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return self.entry.nbytes
+
+
+@dataclass
+class TrackerStats:
+    skipped: int = 0  # tensors referred to instead of copied
+    skipped_bytes: int = 0
+    verified: int = 0
+    stale: int = 0  # checkpoints found to hold a tensor that had changed behind its counter
+    stale_paths: list[str] = field(default_factory=list)
+
+
+class TensorTracker:
+    """The copies checkpoints took of large tensors, per live tensor (one per record session)."""
+
+    def __init__(self, verify_every: int = VERIFY_EVERY) -> None:
+        self.verify_every = verify_every
+        self.stats = TrackerStats()
+        self._entries: dict[int, Entry] = {}
+        self._untrusted: set[int] = set()  # ids of tensors always copied (found stale once)
+        self._lock = threading.Lock()
+
+    # training thread -----------------------------------------------------------------------
+    def unchanged(self, t: Any) -> StoredTensor | None:
+        """A StoredTensor for `t` when it can be skipped; None when it must be copied."""
+        key = id(t)
+        entry = self._entries.get(key)
+        if entry is None or not entry.submitted or entry.ref() is not t or key in self._untrusted:
+            return None
+        if _signature(t) != entry.signature:
+            return None  # written in place, or its storage replaced: copied as usual
+        if not _same_probe(t, entry):
+            self._untrusted.add(key)  # it changes behind its version counter
+            return None
+        if entry.skips + 1 >= self.verify_every:
+            return None  # copied this time: copied() makes it a verification
+        entry.skips += 1
+        self.stats.skipped += 1
+        self.stats.skipped_bytes += entry.nbytes
+        dtype = str(t.dtype).removeprefix("torch.")
+        return StoredTensor(entry, "torch", dtype, tuple(t.shape))
+
+    def copied(self, t: Any, path: str = "") -> Entry | None:
+        """`t` was copied now: a new entry for it (None when `t` cannot be tracked)."""
+        sig = _signature(t)
+        if sig is None:
+            return None
+        nbytes = t.nelement() * t.element_size()
+        if nbytes < TRACK_BYTES:
+            return None
+        index = _probe_index(t)
+        entry = Entry(
+            weakref.ref(t, self._forget(id(t))), sig, index, _read_probe(t, index), nbytes, path
+        )
+        old = self._entries.get(id(t))
+        if (
+            old is not None
+            and old.submitted
+            and old.ref() is t
+            and sig == old.signature
+            and id(t) not in self._untrusted  # the probe saw it change since the last skip
+        ):
+            entry.base = old  # unchanged as far as the counter and probe can tell: verify
+        self._entries[id(t)] = entry
+        return entry
+
+    @staticmethod
+    def submitted(entries: Iterable[Entry]) -> None:
+        """These copies' checkpoint is handed to the writer: later checkpoints may refer to it.
+        The writer works in order, so their keys are known when those are encoded."""
+        for entry in entries:
+            entry.submitted = True
+
+    def _forget(self, key: int) -> Callable[[Any], None]:
+        def gone(ref: Any) -> None:
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None and entry.ref is ref:
+                    del self._entries[key]
+                self._untrusted.discard(key)
+
+        return gone
+
+    # writer thread --------------------------------------------------------------------------
+    def committed(self, entry: Entry, keys: tuple[str, ...]) -> list[int]:
+        """A copy's checkpoint is durable with its bytes in blobs `keys`. Returns the checkpoints
+        found stale: they skipped this tensor while it had changed behind its version counter."""
+        stale: list[int] = []
+        base, entry.base = entry.base, None
+        if base is not None:
+            self.stats.verified += 1
+            if keys != base.keys:
+                live = entry.ref()
+                if live is not None:
+                    self._untrusted.add(id(live))
+                stale = list(base.skipped_in)
+                if stale:
+                    self.stats.stale += len(stale)
+                    if entry.path not in self.stats.stale_paths:
+                        self.stats.stale_paths.append(entry.path)
+        entry.keys = keys
+        return stale
+
+    def unverified(self) -> list[tuple[Entry, Any]]:
+        """(entry, live tensor) for each tensor skipped since it was last verified and still
+        unchanged by its counter: verified once more when the run ends (`finish_verification`),
+        so that the last checkpoints of a run are checked too."""
+        out = []
+        for key, entry in list(self._entries.items()):
+            live = entry.ref()
+            if (
+                live is not None
+                and entry.skips
+                and key not in self._untrusted
+                and _signature(live) == entry.signature
+            ):
+                out.append((entry, live))
+        return out
+
+    def finish_verification(self, entry: Entry, keys: tuple[str, ...] | None) -> list[int]:
+        """The keys of a tensor's bytes at the end of the run (None: not hashable): the
+        checkpoints that skipped it since its last verification, if it had changed."""
+        self.stats.verified += 1
+        if keys is None or keys == entry.keys:
+            return []
+        stale = list(entry.skipped_in)
+        self.stats.stale += len(stale)
+        if stale and entry.path not in self.stats.stale_paths:
+            self.stats.stale_paths.append(entry.path)
+        return stale
+
+    @staticmethod
+    def referenced(stored: StoredTensor, checkpoint: int) -> None:
+        """A durable checkpoint refers to `stored` instead of a copy."""
+        stored.entry.skipped_in.append(checkpoint)
+
+
+def _signature(t: Any) -> tuple[Any, ...] | None:
+    """What must be equal for `t` to be the same tensor, unchanged; None: never tracked."""
+    torch = lazy.torch()
+    try:
+        if t.layout != torch.strided or t.is_quantized or not t.is_contiguous():
+            return None
+        if t.device.type not in ("cpu", "cuda") or t.nelement() == 0:
+            return None
+        return (
+            t._version,
+            t.untyped_storage().data_ptr(),
+            t.storage_offset(),
+            tuple(t.shape),
+            t.dtype,
+            t.device,
+        )
+    except Exception:  # noqa: BLE001
+        return None  # an inference tensor (no version counter), a lazy parameter, a subclass
+
+
+def _probe_index(t: Any) -> Any:
+    """Up to PROBE_ELEMENTS positions spread over the tensor: the first, the last, and one in
+    each equal stretch between them at a varying offset (no random generator is touched)."""
+    n = t.nelement()
+    k = min(PROBE_ELEMENTS, n)
+    if k <= 2:
+        positions = list(range(n))
+    else:
+        step = (n - 1) / (k - 1)
+        positions = [0, n - 1] + [
+            min(n - 1, int(i * step + ((i * 0.6180339887) % 1.0) * step)) for i in range(1, k - 1)
+        ]
+    return lazy.torch().tensor(sorted(set(positions)), dtype=lazy.torch().long, device=t.device)
+
+
+def _read_probe(t: Any, index: Any) -> Any:
+    torch = lazy.torch()
+    with torch.no_grad():
+        return t.detach().reshape(-1).index_select(0, index).view(torch.uint8)
+
+
+def _same_probe(t: Any, entry: Entry) -> bool:
+    """The probed bytes are the same (bitwise: a NaN reads as itself)."""
+    return bool(lazy.torch().equal(_read_probe(t, entry.probe_index), entry.probe))
