@@ -85,6 +85,33 @@ def test_a_sparse_write_behind_the_counter_makes_the_skipping_checkpoints_unusab
     assert _checkpoint(tracker, table, 5) == "copy"  # never trusted again
 
 
+def test_skips_while_a_verification_is_still_being_written_are_verified_too() -> None:
+    """The writer lags: checkpoints skip the verifying copy before its verdict is known."""
+    tracker = TensorTracker(verify_every=4)
+    table = torch.nn.Parameter(torch.randn(4000, 32))
+
+    def copy(n: int) -> tuple[object, tuple[str, ...]]:
+        entry = tracker.copied(table)
+        assert entry is not None
+        tracker.submitted([entry])
+        return entry, checkpoint.chunk_keys(table.detach().clone()) or ()
+
+    tracker.committed(*copy(0))
+    table.data[5] += 1.0
+    for n in (1, 2, 3):
+        tracker.referenced(tracker.unchanged(table), n)  # type: ignore[arg-type]
+    assert tracker.unchanged(table) is None
+    pending = copy(4)  # its checkpoint is not durable yet ...
+    for n in (5, 6, 7):
+        stored = tracker.unchanged(table)  # ... and later ones skip it
+        assert stored is not None
+        tracker.referenced(stored, n)
+        table.data[9] += 1.0
+    assert tracker.committed(*pending) == [1, 2, 3]  # type: ignore[arg-type]
+    assert tracker.unchanged(table) is None  # untrusted now; the skips of 5-7 are checked:
+    assert tracker.committed(*copy(8)) == [5, 6, 7]  # type: ignore[arg-type]
+
+
 def test_the_end_of_a_run_verifies_what_was_skipped_since_the_last_verification() -> None:
     tracker = TensorTracker(verify_every=100)
     table = torch.nn.Parameter(torch.randn(4000, 32))

@@ -19,7 +19,8 @@ last verification is marked unusable (replay re-executes from an earlier one: sl
 wrong), and the tensor is copied at every checkpoint from then on. When the run ends, the
 tensors skipped since their last verification are verified once more, so the last checkpoints
 are checked too. Not checked: a tensor skipped and written behind its counter (sparsely, between
-probed elements) whose counter then moves before it is verified.
+probed elements) whose counter then moves, or whose probed elements then change too, before it
+is verified (its earlier skips are taken as right).
 
 Threads: the training thread asks (`unchanged`, `copied`, `submitted`); the writer thread fills in
 the keys of a copy once its checkpoint is durable (`committed`). A checkpoint may skip a tensor
@@ -60,6 +61,7 @@ class Entry:
     # checkpoints that referred to these blobs instead of copying (for verification)
     skipped_in: list[int] = field(default_factory=list)
     base: Entry | None = None  # copied again while unchanged by the counter: verifies `base`
+    changed: bool = False  # the probe saw it change: its skips cannot be verified any more
 
 
 @dataclass(eq=False)
@@ -105,6 +107,7 @@ class TensorTracker:
         if _signature(t) != entry.signature:
             return None  # written in place, or its storage replaced: copied as usual
         if not _same_probe(t, entry):
+            entry.changed = True
             self._untrusted.add(key)  # it changes behind its version counter
             return None
         if entry.skips + 1 >= self.verify_every:
@@ -130,12 +133,12 @@ class TensorTracker:
         old = self._entries.get(id(t))
         if (
             old is not None
-            and old.submitted
+            and old.skips
             and old.ref() is t
             and sig == old.signature
-            and id(t) not in self._untrusted  # the probe saw it change since the last skip
+            and not old.changed  # the probe saw it change since its last skip
         ):
-            entry.base = old  # unchanged as far as the counter and probe can tell: verify
+            entry.base = old  # skipped, and unchanged as far as counter and probe tell: verify
         self._entries[id(t)] = entry
         return entry
 
@@ -181,12 +184,12 @@ class TensorTracker:
         unchanged by its counter: verified once more when the run ends (`finish_verification`),
         so that the last checkpoints of a run are checked too."""
         out = []
-        for key, entry in list(self._entries.items()):
+        for entry in list(self._entries.values()):
             live = entry.ref()
             if (
                 live is not None
                 and entry.skips
-                and key not in self._untrusted
+                and not entry.changed
                 and _signature(live) == entry.signature
             ):
                 out.append((entry, live))
