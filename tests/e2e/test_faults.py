@@ -34,8 +34,10 @@ for epoch in range(EPOCHS):
 HINDSIGHT = 'print(f"HINDSIGHT e={epoch} {w[:3].sum():.6f} {len(w)}")'
 
 
-def script(epochs: int = 8, grow: int = 1000, sleep: float = 0.0) -> str:
+def script(epochs: int = 8, grow: int = 1000, sleep: float = 0.0, rewrite: bool = False) -> str:
     text = TRAIN.replace("EPOCHS", str(epochs)).replace("GROW", str(grow))
+    if rewrite:  # every byte changes, so each checkpoint writes all of `w` (no chunk is shared)
+        text = text.replace("    for i in range(3):\n", "    w *= 0.999\n    for i in range(3):\n")
     if sleep:
         text = text.replace("import numpy as np\n", "import time\n\nimport numpy as np\n")
         text = text.replace("    # HINDSIGHT", f"    time.sleep({sleep})\n    # HINDSIGHT")
@@ -158,8 +160,9 @@ def test_disk_full_during_record_training_goes_on(
 ) -> None:
     """A file size limit (as a full disk or a quota would) makes checkpoint writes fail part-way.
 
-    Each epoch adds 240 KB of state; past 3 MB a checkpoint's blob cannot be written."""
-    text = script(epochs=16, grow=30_000)
+    Each epoch adds 240 KB of state, all of it rewritten; past 3 MB a checkpoint's pack cannot
+    be written."""
+    text = script(epochs=16, grow=30_000, rewrite=True)
     (tmp_path / "train.py").write_text(text)
 
     def limit() -> None:
