@@ -643,20 +643,27 @@ def state_rows(s: dict[str, Any], gpu: bool) -> list[tuple[str, str]]:
         ("… of which queue wait", ms(s["queue_wait_s"])),
         ("page faults during capture (minor, 4 KiB)", f"{s.get('capture_page_faults') or 0:.0f}"),
         ("state GB per second blocked", gbs(s["blocked_state_gbs"])),
-        ("memcpy of the changed tensors (warm)", ms(s["memcpy_changed_s"])),
-        (
-            "target: blocked ≤ memcpy + 1 ms",
-            f"{ms(s.get('target_blocked_s'))}: {met(s.get('target_blocked_met'))}",
-        ),
     ]
     if gpu:
-        rows.append(
+        rows += [
+            ("device-to-device copy of the changed tensors (warm)", ms(s["memcpy_changed_s"])),
             (
-                "visible (blocked + the training stream's wait)",
-                f"{ms(s['visible_s'])} (target ≤ {ms(s.get('target_visible_s'))}: "
-                f"{met(s.get('target_visible_met'))})",
-            )
-        )
+                "**visible** (blocked + the training stream's wait for the copies)",
+                f"**{ms(s['visible_s'])}**",
+            ),
+            (
+                "target: visible ≤ 10 ms per 400 MB",
+                f"{ms(s.get('target_visible_s'))}: {met(s.get('target_visible_met'))}",
+            ),
+        ]
+    else:
+        rows += [
+            ("memcpy of the changed tensors (warm)", ms(s["memcpy_changed_s"])),
+            (
+                "target: blocked ≤ memcpy + 1 ms",
+                f"{ms(s.get('target_blocked_s'))}: {met(s.get('target_blocked_met'))}",
+            ),
+        ]
     rows += [
         ("**writer**: submit → durable and committed", f"**{ms(s['writer_s'])}**"),
         ("writer, GB of state per second", gbs(s["writer_state_gbs"])),
