@@ -57,14 +57,16 @@ section says so. No timing here is a test: nothing fails on a slow number.
 Results: benchmarks/results/capture-<label>.json (`--label before|after`, default after); the
 section between `<!-- capture:begin -->` and `<!-- capture:end -->` of benchmarks/RESULTS.md
 shows every label whose file exists, side by side. --quick (16 MiB, one repetition) writes to
-benchmarks/scratch/ only. Set OMP_NUM_THREADS=1 (or --threads) on a shared machine.
+benchmarks/scratch/ only; --render measures nothing and rewrites the section from the files.
+Set OMP_NUM_THREADS=1 (or --threads) on a shared machine.
 
 The florc calls are isolated in `florc_capture`, `florc_submit`, `open_store` and
 `encode_and_write`; optional parameters of newer florc (a change tracker for capture) are
 detected with inspect.signature, so the same script runs on old and new code.
 
 Usage: python benchmarks/bench_capture.py [--size-mb N] [--reps N] [--checkpoints N]
-       [--label before|after] [--threads N] [--gpu-size-mb N] [--tmp DIR] [--quick]
+       [--label before|after] [--threads N] [--gpu-size-mb N] [--tmp DIR] [--states A,B]
+       [--quick] [--render]
 """
 
 from __future__ import annotations
@@ -847,7 +849,16 @@ def main() -> int:
     ap.add_argument(
         "--quick", action="store_true", help="16 MiB, one repetition; results to scratch/ only"
     )
+    ap.add_argument(
+        "--render", action="store_true", help="measure nothing: rewrite the section from the files"
+    )
     a = ap.parse_args()
+    if a.render:
+        found = {lab: json_path(lab, a.quick) for lab in LABELS if json_path(lab, a.quick).exists()}
+        if not found:
+            ap.error("no results file to render")
+        write_section({lab: json.loads(p.read_text()) for lab, p in found.items()}, a.quick)
+        return 0
     size_mb = a.size_mb or (16 if a.quick else 256)
     reps = a.reps or (1 if a.quick else 3)
     if reps < 3 and not a.quick:
@@ -947,17 +958,23 @@ def main() -> int:
         other = json_path(lab, a.quick)
         if lab != a.label and other.exists():
             results[lab] = json.loads(other.read_text())
+    md = write_section(results, a.quick)
+    print(f"wrote {path.relative_to(ROOT)} and {md.relative_to(ROOT)}")
+    return 0
+
+
+def write_section(results: dict[str, dict[str, Any]], quick: bool) -> Path:
+    """Print the section and write it: into RESULTS.md, or a file of its own in scratch/."""
     section = markdown(results)
     print()
     print(section)
-    if a.quick:
+    if quick:
         md = SCRATCH / "capture_quick.md"
         md.write_text(section)
     else:
         md = RESULTS_MD
         md.write_text(replace_section(md.read_text() if md.exists() else "", section))
-    print(f"wrote {path.relative_to(ROOT)} and {md.relative_to(ROOT)}")
-    return 0
+    return md
 
 
 if __name__ == "__main__":
