@@ -98,6 +98,7 @@ import torch
 from florc.runtime import checkpoint
 from florc.runtime import state as st
 from florc.runtime.writer import CheckpointJob, Writer
+from florc.store.blobs import digest
 from florc.store.index import Store
 
 HERE = Path(__file__).resolve().parent
@@ -131,25 +132,31 @@ def json_path(label: str, quick: bool) -> Path:
 # --- the florc calls (adapt here when florc's internals change) --------------------------
 
 
-def make_tracker() -> Any | None:
-    """The change tracker that capture takes in newer florc (None where it takes none)."""
+@dataclass
+class Recorder:
+    """What `florc record` captures with: the tensor tracker and the host buffer pool (None:
+    older florc, whose capture takes neither)."""
+
+    tracker: Any | None = None
+    buffers: Any | None = None
+
+
+def make_recorder() -> Recorder:
     if "tracker" not in inspect.signature(st.capture).parameters:
-        return None
-    for module in (st, sys.modules.get("florc.runtime.state.capture")):
-        for name in ("Tracker", "ChangeTracker", "VersionTracker", "TensorTracker"):
-            cls = getattr(module, name, None)
-            if cls is not None:
-                return cls()
-    raise SystemExit(
-        "bench_capture: florc's capture takes a tracker, but no tracker class was found: "
-        "adapt make_tracker() in benchmarks/bench_capture.py"
-    )
+        return Recorder()
+    from florc.runtime.state.buffers import HostBuffers
+    from florc.runtime.state.tracker import TensorTracker
+
+    return Recorder(TensorTracker(), HostBuffers())
 
 
-def florc_capture(scope: st.Scope, entry: dict[str, Any], tracker: Any | None) -> st.Snapshot:
+def florc_capture(scope: st.Scope, entry: dict[str, Any], rec: Recorder) -> st.Snapshot:
     """A checkpoint's capture on the training thread, as RecordSession.save calls it."""
-    kwargs = {"tracker": tracker} if tracker is not None else {}
-    return st.capture(scope, PATHS, set(PATHS), entry, **kwargs)
+    if rec.tracker is None:
+        return st.capture(scope, PATHS, set(PATHS), entry)
+    snap = st.capture(scope, PATHS, set(PATHS), entry, rec.tracker, rec.buffers)
+    rec.tracker.submitted(snap.tracked.values())
+    return snap
 
 
 def florc_submit(writer: Writer, run: int, iteration: int, snap: st.Snapshot) -> float:
@@ -160,37 +167,48 @@ def florc_submit(writer: Writer, run: int, iteration: int, snap: st.Snapshot) ->
     return float(waited or 0.0)
 
 
-def open_store(folder: Path) -> tuple[Store, Writer, int]:
+def open_store(folder: Path, rec: Recorder) -> tuple[Store, Writer, int]:
     """A fresh store in `folder`, a run row and the background writer, as `florc record` makes
     them."""
     store = Store(folder)
     run = store.create_run("record", "bench.py", [], {}, main_loop=LOOP)
-    return store, Writer(folder, store.dir), run
+    kwargs = {"tracker": rec.tracker} if rec.tracker is not None else {}
+    return store, Writer(folder, store.dir, **kwargs), run
 
 
-def encode_and_write(store: Store, run: int, iteration: int, snap: st.Snapshot) -> dict[str, Any]:
+def encode_and_write(
+    store: Store, run: int, iteration: int, snap: st.Snapshot, rec: Recorder
+) -> dict[str, Any]:
     """One checkpoint written by hand on this thread, its steps timed apart (the writer's
-    `_write_checkpoint`, step by step)."""
+    `_write_checkpoint`, step by step: encode, the pack and its two fsyncs, the index)."""
     t0 = time.perf_counter()
     enc = checkpoint.encode(snap)
     t1 = time.perf_counter()
-    blobs = [store.write_blob(raw, sha, False, sync_dir=False) for sha, raw in enc.payloads.items()]
-    blobs.append(store.write_blob(enc.manifest, compress=False, sync_dir=False))
+    manifest = digest(enc.manifest)
+    blobs = store.write_pack({**enc.payloads, manifest: enc.manifest}, False)
     t2 = time.perf_counter()
-    store.sync_dirs(blobs)
-    t3 = time.perf_counter()
     info = {"format": checkpoint.FORMAT, "missing": snap.missing, "omitted": snap.omitted}
-    store.add_checkpoint(run, LOOP, iteration, 0, blobs[-1].sha, enc.nbytes, True, info, blobs)
-    t4 = time.perf_counter()
+    shared = getattr(enc, "shared", [])
+    cid = store.add_checkpoint(
+        run, LOOP, iteration, 0, manifest, enc.nbytes, True, info, blobs, shared=shared
+    )
+    t3 = time.perf_counter()
+    if rec.tracker is not None:  # what the writer tells the tracker once a checkpoint is durable
+        for stored in enc.stored:
+            rec.tracker.referenced(stored, cid)
+        for entry, keys in enc.tracked:
+            rec.tracker.committed(entry, keys)
+    snap.release()
     return {
         "encode_s": t1 - t0,
         "write_s": t2 - t1,
-        "sync_dirs_s": t3 - t2,
-        "index_s": t4 - t3,
+        "sync_dirs_s": 0.0,  # the pack's folder fsync is part of write_s
+        "index_s": t3 - t2,
         "encoded_bytes": enc.nbytes,
         "written_bytes": sum(b.stored for b in blobs if b.written),
         "blobs": len(blobs),
         "blobs_written": sum(b.written for b in blobs),
+        "blobs_shared": len(shared),
     }
 
 
@@ -379,7 +397,7 @@ def one_checkpoint(
     state: State,
     scope: st.Scope,
     entry: dict[str, Any],
-    tracker: Any | None,
+    rec: Recorder,
     store: Store,
     writer: Writer,
     run: int,
@@ -403,7 +421,7 @@ def one_checkpoint(
     grown0 = folder_bytes(store.dir) if how == "flush" else 0
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t0 = time.perf_counter()
-    snap = florc_capture(scope, entry, tracker)
+    snap = florc_capture(scope, entry, rec)
     t1 = time.perf_counter()
     row["capture_s"] = t1 - t0
     row["capture_page_faults"] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
@@ -411,7 +429,7 @@ def one_checkpoint(
     if how == "hand":
         row["blocked_s"] = row["capture_s"]
         try:
-            row.update(encode_and_write(store, run, iteration, snap))
+            row.update(encode_and_write(store, run, iteration, snap, rec))
         except Exception as exc:  # noqa: BLE001 - florc's store API may have changed
             row["breakdown_error"] = f"{type(exc).__name__}: {exc}"
         return row
@@ -436,12 +454,12 @@ def measure_state(
     """One repetition of one state: a fresh store, its checkpoints."""
     state = STATES[name](size, device)
     folder = Path(tempfile.mkdtemp(prefix=f"florc-bench-capture-{name}-", dir=tmp_parent))
-    store, writer, run = open_store(folder)
+    rec = make_recorder()
+    store, writer, run = open_store(folder, rec)
     try:
-        tracker = make_tracker()
         scope = scope_of(state.ns)
         entry = st.identities(scope, PATHS)
-        args = (state, scope, entry, tracker, store, writer, run)
+        args = (state, scope, entry, rec, store, writer, run)
         first = one_checkpoint(*args, 0, device, "flush")
         steady = [one_checkpoint(*args, 1 + i, device, "flush") for i in range(checkpoints)]
         hand = one_checkpoint(*args, 1 + checkpoints, device, "hand")
@@ -470,7 +488,7 @@ def measure_state(
         "what": state.what,
         "state_bytes": state.nbytes,
         "tensors": len(state.tensors()),
-        "tracker": type(tracker).__name__ if tracker is not None else None,
+        "tracker": type(rec.tracker).__name__ if rec.tracker is not None else None,
         "first": first,
         "steady": steady,
         "hand": hand,
