@@ -16,8 +16,11 @@ A. Record overhead. Workloads (benchmarks/workloads/): compute_heavy.py (tiny st
    (florc's summary line on stderr).
 
 B. Storage. frozen.py (a 41 MB frozen embedding under a small trained head) recorded with
-   --checkpoint-all, then with --checkpoint-all --compress: checkpoints, their logical bytes
-   (what they would take without sharing) and the bytes stored, from florc's summary line.
+   --checkpoint-all, with --checkpoint-all --compress, and with tensors stored as one blob each
+   (FLORC_CHUNK_BYTES=0, the layout before chunking); embedding.py (a 41 MB table of which each
+   epoch changes a few rows) with and without chunks: checkpoints, their logical bytes (what
+   they would take without sharing), the bytes not copied as unchanged and the bytes stored,
+   from florc's summary line.
 
 Every run uses a fresh copy of the workload in its own temporary folder, so stores never
 accumulate. Writes benchmarks/results/checkpoint.json and the section between the
@@ -108,7 +111,23 @@ FROZEN = Workload(
     ("--epochs", "10"),
     ("--epochs", "3", "--batches", "5"),
 )
-STORAGE_MODES = (("--checkpoint-all",), ("--checkpoint-all", "--compress"))
+EMBEDDING = Workload(
+    "embedding",
+    "an Embedding 160 K × 64 (41 MB) trained with sparse gradients and SGD under a linear head, "
+    "10 batches of 128 ids an epoch, 99.5% of them from a hot set of 2,048 rows: each epoch "
+    "changes the hot rows and a handful of others",
+    ("--epochs", "10"),
+    ("--epochs", "3", "--batches", "3"),
+)
+UNCHUNKED = {"FLORC_CHUNK_BYTES": "0"}  # one blob per tensor, as before chunking
+# (workload, record options, extra environment): each row of the storage table
+STORAGE_RUNS: tuple[tuple[Workload, tuple[str, ...], dict[str, str]], ...] = (
+    (FROZEN, ("--checkpoint-all",), {}),
+    (FROZEN, ("--checkpoint-all", "--compress"), {}),
+    (FROZEN, ("--checkpoint-all",), UNCHUNKED),
+    (EMBEDDING, ("--checkpoint-all",), {}),
+    (EMBEDDING, ("--checkpoint-all",), UNCHUNKED),
+)
 
 # florc's record summary, e.g. "florc: run 3 done — 10 main-loop iterations, 12 checkpoints
 # (30.1 MB, 10.2 MB stored), 8 skipped to stay within the budget; checkpointing cost 0.21 s of
@@ -117,6 +136,7 @@ SUMMARY = re.compile(
     r"^florc: run (?P<run>\d+) (?P<status>\S+) — (?P<iterations>\d+) main-loop iterations?, "
     r"(?P<checkpoints>\d+) checkpoints? \((?P<logical_mb>[\d.]+) MB, (?P<stored_mb>[\d.]+) MB "
     r"stored\)"
+    r"(?:, (?P<unchanged_mb>[\d.]+) MB of unchanged tensors not copied again)?"
     r"(?:, (?P<skipped>\d+) skipped to stay within the budget)?"
     r"(?:; checkpointing cost (?P<cost_s>[\d.]+) s of (?P<training_s>[\d.]+) s training "
     r"\((?P<cost_pct>[\d.]+)%\)"
@@ -144,12 +164,21 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(cmd: list[str], cwd: Path) -> tuple[float, str, str]:
-    """Run cmd; its wall-clock seconds and output. Its CPU seconds land in LAST_CPU_S."""
+def timed(
+    cmd: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[float, str, str]:
+    """Run cmd (with env added to the environment); its wall-clock seconds and output. Its CPU
+    seconds land in LAST_CPU_S."""
     cpu0 = children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, check=False, timeout=RUN_TIMEOUT_S
+        cmd,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=RUN_TIMEOUT_S,
+        env={**os.environ, **env} if env else None,
     )
     elapsed = time.perf_counter() - t0
     LAST_CPU_S[0] = children_cpu() - cpu0
@@ -191,6 +220,7 @@ def parse_summary(stderr: str, what: str) -> dict:
         "unusable": num("unusable", int, 0),
         "logical_mb": num("logical_mb"),
         "stored_mb": num("stored_mb"),
+        "unchanged_mb": num("unchanged_mb", float, 0.0),
         "cost_s": num("cost_s"),
         "training_s": num("training_s"),
         "cost_pct": num("cost_pct"),
@@ -230,11 +260,16 @@ def dir_bytes(folder: Path) -> int:
 
 
 def record_run(
-    parent: Path, florc: list[str], workload: Workload, options: list[str], args: list[str]
+    parent: Path,
+    florc: list[str],
+    workload: Workload,
+    options: list[str],
+    args: list[str],
+    env: dict[str, str] | None = None,
 ) -> dict:
     folder = fresh_copy(parent, workload, workload.name)
     cmd = [*florc, "record", *options, workload.script, *args]
-    wall, out, err = timed(cmd, folder)
+    wall, out, err = timed(cmd, folder, env)
     row = {
         "wall_s": wall,
         "cpu_s": LAST_CPU_S[0],
@@ -297,23 +332,25 @@ def overhead_repetition(
 def storage_runs(
     parent: Path, florc: list[str], quick: bool, threads: int, keep: bool
 ) -> list[dict]:
-    args = [*(FROZEN.quick if quick else FROZEN.full), "--threads", str(threads)]
     rows = []
-    for options in STORAGE_MODES:
-        row = record_run(parent, florc, FROZEN, list(options), args)
-        m = FROZEN_SIZES.search(row["stdout"])
-        if m is None:
-            raise SystemExit("benchmark: frozen.py did not print its frozen and trained sizes")
+    for workload, options, env in STORAGE_RUNS:
+        args = [*(workload.quick if quick else workload.full), "--threads", str(threads)]
+        row = record_run(parent, florc, workload, list(options), args, env)
+        mode = " ".join(options)
         row.update(
-            workload=FROZEN.name,
-            mode=" ".join(options),
-            frozen_bytes=int(m.group(1)),
-            trained_bytes=int(m.group(2)),
+            workload=workload.name,
+            mode=mode,
+            chunks="one blob per tensor" if env else "1 MiB chunks",
         )
+        if workload is FROZEN:
+            m = FROZEN_SIZES.search(row["stdout"])
+            if m is None:
+                raise SystemExit("benchmark: frozen.py did not print its frozen and trained sizes")
+            row.update(frozen_bytes=int(m.group(1)), trained_bytes=int(m.group(2)))
         rows.append(row)
         if not keep:
             shutil.rmtree(row.pop("folder"), ignore_errors=True)
-        print(f"storage {row['mode']}: {row['line']}", flush=True)
+        print(f"storage {workload.name} {mode} ({row['chunks']}): {row['line']}", flush=True)
     return rows
 
 
@@ -528,9 +565,10 @@ def overhead_table(summary: dict) -> list[str]:
 
 def storage_table(rows: list[dict]) -> list[str]:
     lines = [
-        "| record options | checkpoints | usable by replay | logical (MB) | stored (MB) "
-        "| logical ÷ stored | .florc/ folder (MB) | record (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| workload | record options | tensors stored as | checkpoints | usable by replay "
+        "| logical (MB) | not copied (MB) | stored (MB) | logical ÷ stored | .florc/ folder (MB) "
+        "| record (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ratio = r["logical_mb"] / r["stored_mb"] if r["stored_mb"] else None
@@ -538,8 +576,9 @@ def storage_table(rows: list[dict]) -> list[str]:
         if unusable(r):
             usable = f"**{usable}**"
         lines.append(
-            f"| `{r['mode']}` | {r['checkpoints']} | {usable} "
-            f"| {r['logical_mb']:.1f} | {r['stored_mb']:.1f} "
+            f"| {r.get('workload', FROZEN.name)} | `{r['mode']}` | {r.get('chunks', '?')} "
+            f"| {r['checkpoints']} | {usable} "
+            f"| {r['logical_mb']:.1f} | {num(r.get('unchanged_mb'))} | {r['stored_mb']:.1f} "
             f"| {'–' if ratio is None else f'{ratio:.1f}×'} | {r['store_folder_bytes'] / 1e6:.1f} "
             f"| {r['wall_s']:.2f} |"
         )
@@ -663,15 +702,19 @@ def markdown(result: dict) -> str:
         "",
         *raw_table(result["raw"]),
         "",
-        "### Storage: a frozen backbone, with and without sharing",
+        "### Storage: a frozen backbone and an embedding, with and without chunks",
         "",
-        f"`{FROZEN.script} {' '.join(result['frozen_args'])}`: {FROZEN.what}. Frozen "
+        f"- `{FROZEN.script} {' '.join(result['frozen_args'])}`: {FROZEN.what}. Frozen "
         f"parameters {frozen['frozen_bytes'] / 1e6:.1f} MB, trained parameters "
-        f"{frozen['trained_bytes'] / 1e6:.2f} MB. Recorded once per row, each in a fresh folder. "
-        "**logical** is what the run's checkpoints hold (each as if stored alone: what the run "
-        "would take without sharing identical tensors); **stored** is the bytes of the distinct "
-        "blobs on disk (florc's summary line, 1 MB = 10⁶ bytes); the `.florc/` folder adds the "
-        "SQLite index.",
+        f"{frozen['trained_bytes'] / 1e6:.2f} MB.",
+        f"- `{EMBEDDING.script} {' '.join(result['embedding_args'])}`: {EMBEDDING.what}.",
+        "",
+        "Recorded once per row, each in a fresh folder; \"one blob per tensor\" is the layout "
+        "before chunking (`FLORC_CHUNK_BYTES=0`). **logical** is what the run's checkpoints hold "
+        "(each as if stored alone: what the run would take without sharing identical bytes); "
+        "**not copied** is what capture skipped as unchanged since an earlier checkpoint; "
+        "**stored** is the bytes of the distinct blobs on disk (florc's summary line, 1 MB = 10⁶ "
+        "bytes); the `.florc/` folder adds the SQLite index.",
         "",
         *storage_table(storage),
         "",
@@ -686,7 +729,11 @@ def markdown(result: dict) -> str:
         ),
         "florc's summary lines:",
         "",
-        *[f"- `{r['mode']}`: {r['line']}" for r in storage],
+        *[
+            f"- {r.get('workload', FROZEN.name)} `{r['mode']}` ({r.get('chunks', '?')}): "
+            f"{r['line']}"
+            for r in storage
+        ],
         END,
     ]
     return "\n".join(lines) + "\n"
@@ -765,6 +812,11 @@ def main() -> int:
         ],
         "frozen_args": [
             *(FROZEN.quick if args.quick else FROZEN.full),
+            "--threads",
+            str(args.threads),
+        ],
+        "embedding_args": [
+            *(EMBEDDING.quick if args.quick else EMBEDDING.full),
             "--threads",
             str(args.threads),
         ],
