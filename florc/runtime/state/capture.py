@@ -69,32 +69,30 @@ class Capturer:
         if key in self.clones:
             return self.clones[key]
         self.keep.append(t)
-        if self.tracker is not None and not self.dry:
-            stored = self.tracker.unchanged(t)
+        nbytes = t.nelement() * t.element_size()
+        large = nbytes >= TRACK_BYTES
+        tracker = self.tracker if large and not self.dry else None
+        if tracker is not None:
+            stored = tracker.unchanged(t)
             if stored is not None:
                 self.clones[key] = stored
                 return stored
-        nbytes = t.nelement() * t.element_size()
         self.nbytes += nbytes
+        torch = lazy.torch()
         if self.dry:
             copy_ = None
         elif t.device.type == "cuda":
             copy_ = self._clone_cuda(t)
-        elif (
-            self.buffers is not None
-            and nbytes >= TRACK_BYTES
-            and t.layout == lazy.torch().strided
-            and not t.is_quantized
-        ):
+        elif t.layout != torch.strided:
+            copy_ = t.detach().clone()  # a sparse gradient (nn.Embedding(sparse=True)), ...
+        elif self.buffers is not None and large and not t.is_quantized:
             copy_, buf = self.buffers.like(t)
             self.taken.append((buf, False))
             copy_.copy_(t.detach())
-        elif t.layout != lazy.torch().strided:
-            copy_ = t.detach().clone()  # a sparse gradient (nn.Embedding(sparse=True)), ...
         else:
-            copy_ = t.detach().clone(memory_format=lazy.torch().contiguous_format)
-        if self.tracker is not None and copy_ is not None:
-            entry = self.tracker.copied(t)
+            copy_ = t.detach().clone(memory_format=torch.contiguous_format)
+        if tracker is not None:
+            entry = tracker.copied(t)
             if entry is not None:
                 self.tracked[id(copy_)] = entry
         self.clones[key] = copy_

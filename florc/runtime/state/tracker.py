@@ -51,10 +51,10 @@ class Entry:
 
     ref: Any  # weakref.ref to the live tensor
     signature: tuple[Any, ...]
-    probe_index: Any
-    probe: Any  # the probed bytes when copied
+    probe: Probe
     nbytes: int
     path: str = ""
+    stored: StoredTensor | None = None  # what stands for it in a snapshot that skips it
     keys: tuple[str, ...] | None = None  # the blobs holding it, once its checkpoint is durable
     submitted: bool = False  # its checkpoint went to the writer (which writes it, or says why not)
     skips: int = 0
@@ -106,7 +106,7 @@ class TensorTracker:
             return None
         if _signature(t) != entry.signature:
             return None  # written in place, or its storage replaced: copied as usual
-        if not _same_probe(t, entry):
+        if not entry.probe.same(t):
             entry.changed = True
             self._untrusted.add(key)  # it changes behind its version counter
             return None
@@ -115,8 +115,10 @@ class TensorTracker:
         entry.skips += 1
         self.stats.skipped += 1
         self.stats.skipped_bytes += entry.nbytes
-        dtype = str(t.dtype).removeprefix("torch.")
-        return StoredTensor(entry, "torch", dtype, tuple(t.shape))
+        if entry.stored is None:
+            dtype = str(t.dtype).removeprefix("torch.")
+            entry.stored = StoredTensor(entry, "torch", dtype, tuple(t.shape))
+        return entry.stored
 
     def copied(self, t: Any, path: str = "") -> Entry | None:
         """`t` was copied now: a new entry for it (None when `t` cannot be tracked)."""
@@ -126,10 +128,7 @@ class TensorTracker:
         nbytes = t.nelement() * t.element_size()
         if nbytes < TRACK_BYTES:
             return None
-        index = _probe_index(t)
-        entry = Entry(
-            weakref.ref(t, self._forget(id(t))), sig, index, _read_probe(t, index), nbytes, path
-        )
+        entry = Entry(weakref.ref(t, self._forget(id(t))), sig, Probe(t), nbytes, path)
         old = self._entries.get(id(t))
         if (
             old is not None
@@ -214,46 +213,61 @@ class TensorTracker:
 
 
 def _signature(t: Any) -> tuple[Any, ...] | None:
-    """What must be equal for `t` to be the same tensor, unchanged; None: never tracked."""
+    """What must be equal for `t` to be the same tensor, unchanged; None: never tracked. (Its
+    storage is at `data_ptr`: a tensor given new storage, `p.data = ...`, differs.)"""
     torch = lazy.torch()
     try:
         if t.layout != torch.strided or t.is_quantized or not t.is_contiguous():
             return None
         if t.device.type not in ("cpu", "cuda") or t.nelement() == 0:
             return None
-        return (
-            t._version,
-            t.untyped_storage().data_ptr(),
-            t.storage_offset(),
-            tuple(t.shape),
-            t.dtype,
-            t.device,
-        )
+        return (t._version, t.data_ptr(), t.shape, t.dtype, t.device)
     except Exception:  # noqa: BLE001
         return None  # an inference tensor (no version counter), a lazy parameter, a subclass
 
 
-def _probe_index(t: Any) -> Any:
-    """Up to PROBE_ELEMENTS positions spread over the tensor: the first, the last, and one in
-    each equal stretch between them at a varying offset (no random generator is touched)."""
-    n = t.nelement()
-    k = min(PROBE_ELEMENTS, n)
-    if k <= 2:
-        positions = list(range(n))
-    else:
-        step = (n - 1) / (k - 1)
-        positions = [0, n - 1] + [
-            min(n - 1, int(i * step + ((i * 0.6180339887) % 1.0) * step)) for i in range(1, k - 1)
-        ]
-    return lazy.torch().tensor(sorted(set(positions)), dtype=lazy.torch().long, device=t.device)
+class Probe:
+    """The elements of a tensor at up to PROBE_ELEMENTS fixed, spread positions — the first,
+    the last, one in each equal stretch between them at a varying offset (no random generator
+    is touched) — read when it was copied, and whether they still read the same, bitwise (a
+    NaN reads as itself). On the CPU through a NumPy view of its memory (a fraction of a
+    microsecond); on a GPU, or without NumPy, with torch."""
 
+    def __init__(self, t: Any) -> None:
+        n = t.nelement()
+        k = min(PROBE_ELEMENTS, n)
+        if k <= 2:
+            positions = list(range(n))
+        else:
+            step = (n - 1) / (k - 1)
+            positions = [0, n - 1] + [
+                min(n - 1, int(i * step + ((i * 0.6180339887) % 1.0) * step))
+                for i in range(1, k - 1)
+            ]
+        positions = sorted(set(positions))
+        self.view: Any = None
+        np = lazy.numpy()
+        if t.device.type == "cpu" and np is not None and t.element_size() in (1, 2, 4, 8):
+            try:
+                raw = t.detach().reshape(-1).view(lazy.torch().uint8).numpy()
+                self.view = raw.view(f"u{t.element_size()}")  # the live memory, not a copy
+                self.index = np.array(positions, dtype=np.int64)
+            except (RuntimeError, TypeError, ValueError):
+                self.view = None
+        if self.view is None:
+            torch = lazy.torch()
+            self.index = torch.tensor(positions, dtype=torch.long, device=t.device)
+        self.bytes = self._read(t)
 
-def _read_probe(t: Any, index: Any) -> Any:
-    torch = lazy.torch()
-    with torch.no_grad():
-        return t.detach().reshape(-1).index_select(0, index).view(torch.uint8)
+    def _read(self, t: Any) -> Any:
+        if self.view is not None:
+            return self.view[self.index].tobytes()
+        torch = lazy.torch()
+        return torch.take(t.detach(), self.index).view(torch.uint8)
 
-
-def _same_probe(t: Any, entry: Entry) -> bool:
-    """The probed bytes are the same (bitwise: a NaN reads as itself)."""
-    return bool(lazy.torch().equal(_read_probe(t, entry.probe_index), entry.probe))
+    def same(self, t: Any) -> bool:
+        """`t` (the tensor probed, or one at the same memory) reads as it did."""
+        now = self._read(t)
+        if self.view is not None:
+            return bool(now == self.bytes)
+        return bool(lazy.torch().equal(now, self.bytes))
