@@ -60,9 +60,11 @@ shows every label whose file exists, side by side. --quick (16 MiB, one repetiti
 benchmarks/scratch/ only; --render measures nothing and rewrites the section from the files.
 Set OMP_NUM_THREADS=1 (or --threads) on a shared machine.
 
-The florc calls are isolated in `florc_capture`, `florc_submit`, `open_store` and
-`encode_and_write`; optional parameters of newer florc (a change tracker for capture) are
-detected with inspect.signature, so the same script runs on old and new code.
+The florc calls are isolated in `make_recorder`, `florc_capture`, `florc_submit`, `open_store`
+and `encode_and_write`, which follow what `florc record` does (the tensor tracker and host
+buffer pool where capture takes them, the pack store). The "before" column was measured on
+florc a7e4177 (per-tensor copies and loose SHA-256 blob files, each fsynced), with this script
+as it was then; its results file is kept.
 
 Usage: python benchmarks/bench_capture.py [--size-mb N] [--reps N] [--checkpoints N]
        [--label before|after] [--threads N] [--gpu-size-mb N] [--tmp DIR] [--states A,B]
