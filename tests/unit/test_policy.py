@@ -5,6 +5,7 @@ feels, from injected clock samples), and the restore-speed estimate replay decid
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -206,3 +207,52 @@ def test_the_summary_reports_the_charged_cost_and_the_writers_cpu() -> None:
     assert s["writer_cpu_seconds"] == pytest.approx(0.4)
     assert s["training_cores"] == pytest.approx(2.0)
     assert policy.estimate("main") == pytest.approx(0.25)
+
+
+def test_the_writer_reports_idle_windows_and_each_checkpoints_window(tmp_path: Path) -> None:
+    """The windows tile the writer's time: an index write belongs to an idle window, a
+    checkpoint's window is its own and goes to its callback."""
+    pytest.importorskip("torch")
+    from florc.runtime import state as st
+    from florc.runtime.writer import CheckpointJob, Writer
+
+    ticks = iter(range(1000))
+
+    def sample(blocked: float) -> Sample:
+        n = next(ticks)
+        return Sample(float(n), 2.0 * n, 0.5 * n, blocked)
+
+    idle: list[tuple[Sample, Sample]] = []
+    jobs: list[tuple[Sample, Sample]] = []
+    writer = Writer(
+        tmp_path, tmp_path / ".florc", observe=lambda a, b: idle.append((a, b)), sample=sample
+    )
+    writer.submit(lambda store: None)  # an index write
+    writer.submit_checkpoint(
+        CheckpointJob(1, "loop", 1, 0, st.Snapshot(), {}, on_done=lambda a, b: jobs.append((a, b)))
+    )
+    writer.submit(lambda store: None)
+    writer.close()
+    assert len(jobs) == 1
+    windows = sorted([*idle, *jobs], key=lambda w: w[0].wall)
+    assert windows[0][0].wall == 0.0  # from the writer's start
+    for (_, end), (start, _) in zip(windows, windows[1:]):
+        assert end.wall == start.wall  # no gap, no overlap
+    job_start, job_end = jobs[0]
+    assert job_end.wall > job_start.wall
+    assert all(b.wall <= job_start.wall or a.wall >= job_end.wall for a, b in idle)
+
+
+def test_a_first_estimate_counts_the_writer_only_when_no_core_is_free() -> None:
+    _, free = started(cores=2)
+    idle_window(free, 0.0, 1.0, training_cores=0.7)  # a core is left for the writer
+    free.decide("main", nbytes=10**8)
+    assert free.estimate("main") == pytest.approx(0.002 + 0.1)  # the copy at 1 GB/s
+    _, busy = started(cores=2)
+    idle_window(busy, 0.0, 1.0, training_cores=1.9)
+    busy.decide("main", nbytes=10**8)
+    assert busy.estimate("main") == pytest.approx(0.002 + 0.4)  # + the writer, 3 ns a byte
+    # once bytes are measured, that rate estimates other loops
+    busy.written("main", 0.05, 0.05, 0.0, 10**8)
+    busy.decide("block", nbytes=10**8)
+    assert busy.estimate("block") == pytest.approx(0.002 + 0.098)
