@@ -174,7 +174,7 @@ class CheckpointPolicy:
         if per_byte is None:
             per_byte = DEFAULT_SECONDS_PER_BYTE
             idle = self.idle_rate()
-            if idle is not None and idle + 1 + SLACK_CORES <= self.cores:
+            if idle is not None and idle + 1 <= self.cores + 0.1:
                 per_byte = DEFAULT_COPY_SECONDS_PER_BYTE  # the writer has a core to itself
         return self.fixed + per_byte * (c.nbytes or 0)
 

@@ -245,7 +245,7 @@ def test_the_writer_reports_idle_windows_and_each_checkpoints_window(tmp_path: P
 
 def test_a_first_estimate_counts_the_writer_only_when_no_core_is_free() -> None:
     _, free = started(cores=2)
-    idle_window(free, 0.0, 1.0, training_cores=0.7)  # a core is left for the writer
+    idle_window(free, 0.0, 1.0, training_cores=1.0)  # one core trains, one is the writer's
     free.decide("main", nbytes=10**8)
     assert free.estimate("main") == pytest.approx(0.002 + 0.1)  # the copy at 1 GB/s
     _, busy = started(cores=2)
