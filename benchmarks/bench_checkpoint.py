@@ -131,7 +131,7 @@ STORAGE_RUNS: tuple[tuple[Workload, tuple[str, ...], dict[str, str]], ...] = (
 
 # florc's record summary, e.g. "florc: run 3 done — 10 main-loop iterations, 12 checkpoints
 # (30.1 MB, 10.2 MB stored), 8 skipped to stay within the budget; checkpointing cost 0.21 s of
-# 9.80 s training (2.1%); 11.02 s in all"
+# 9.80 s training (2.1%; writer CPU 0.93 s); 11.02 s in all"
 SUMMARY = re.compile(
     r"^florc: run (?P<run>\d+) (?P<status>\S+) — (?P<iterations>\d+) main-loop iterations?, "
     r"(?P<checkpoints>\d+) checkpoints? \((?P<logical_mb>[\d.]+) MB, (?P<stored_mb>[\d.]+) MB "
@@ -139,7 +139,7 @@ SUMMARY = re.compile(
     r"(?:, (?P<unchanged_mb>[\d.]+) MB of unchanged tensors not copied again)?"
     r"(?:, (?P<skipped>\d+) skipped to stay within the budget)?"
     r"(?:; checkpointing cost (?P<cost_s>[\d.]+) s of (?P<training_s>[\d.]+) s training "
-    r"\((?P<cost_pct>[\d.]+)%\)"
+    r"\((?P<cost_pct>[\d.]+)%(?:; writer CPU (?P<writer_cpu_s>[\d.]+) s)?\)"
     r"(?: \(incl\. (?P<flush_s>[\d.]+) s writing the last ones after training\))?)?"
     r"; (?P<florc_total_s>[\d.]+) s in all"
     r"(?:; (?P<unusable>\d+) checkpoints? could not be taken)?",
@@ -224,6 +224,7 @@ def parse_summary(stderr: str, what: str) -> dict:
         "cost_s": num("cost_s"),
         "training_s": num("training_s"),
         "cost_pct": num("cost_pct"),
+        "writer_cpu_s": num("writer_cpu_s"),
         "florc_total_s": num("florc_total_s"),
     }
 

@@ -144,8 +144,10 @@ def record(
         run_id = store.create_run("record", result.script, args, env, main_loop=result.main_loop)
         store.add_sources(run_id, {rel: fm.source for rel, fm in result.files.items()})
         tracker = TensorTracker()
-        writer = Writer(root, store.dir, compress=compress, tracker=tracker)
         policy = CheckpointPolicy(overhead)
+        writer = Writer(
+            root, store.dir, compress=compress, tracker=tracker, observe=policy.observe_idle
+        )
         session = RecordSession(
             store, run_id, result, writer=writer, policy=policy, tracker=tracker
         )
@@ -198,7 +200,8 @@ def record(
         line += (
             f"; checkpointing cost {summary['cost_seconds']:.2f} s of "
             f"{summary['compute_seconds']:.2f} s training "
-            f"({summary['cost_seconds'] / summary['compute_seconds']:.1%})"
+            f"({summary['cost_seconds'] / summary['compute_seconds']:.1%}; "
+            f"writer CPU {summary['writer_cpu_seconds']:.2f} s)"
         )
     if s.flush_seconds >= 0.05:
         line += f" (incl. {s.flush_seconds:.2f} s writing the last ones after training)"

@@ -158,9 +158,11 @@ class RecordSession(Session):
         copy_seconds = time.perf_counter() - t0
         background = max(0.0, decision.estimate - copy_seconds)
         nbytes = snap.nbytes
+        # the training thread's seconds for this checkpoint: the copy, then the queue's wait
+        foreground = [copy_seconds]
         policy.submitted(background)
         TensorTracker.submitted(snap.tracked.values())
-        self.writer.submit_checkpoint(
+        waited = self.writer.submit_checkpoint(
             CheckpointJob(
                 run,
                 loop_id,
@@ -168,9 +170,12 @@ class RecordSession(Session):
                 occurrence,
                 snap,
                 info,
-                on_done=lambda cpu: policy.written(loop_id, copy_seconds, cpu, background, nbytes),
+                on_done=lambda a, b: policy.job_written(
+                    loop_id, foreground[0], a, b, background, nbytes
+                ),
             )
         )
+        foreground[0] += waited  # (read by on_done, on the writer's thread, once written)
         self.stats.checkpoints += 1
         self._charge(time.perf_counter() - t0)  # includes waiting for room in the queue
 

@@ -3,9 +3,12 @@ thread, and commits index rows in the order they were submitted.
 
 The training thread hands over a snapshot (already a copy) and goes on. The queue is bounded by
 bytes: when the writer falls behind, `submit_checkpoint` blocks and returns how long it waited,
-so the checkpoint policy sees the back-pressure as overhead. The writer's own CPU time per
-checkpoint is reported through a callback for the same reason: on a machine whose cores are all
-busy training, every second the writer computes is a second taken from training.
+so the checkpoint policy sees the back-pressure as overhead. The writer reads the clocks of
+the policy (policy.Sample: wall, process and its own CPU time, the seconds training has waited
+for it) when each checkpoint starts and ends and whenever it wakes for index rows: the windows
+between checkpoints go to `observe` (how fast training runs while the writer is idle), each
+checkpoint's window to its `on_done`, so the policy can charge the slowdown training felt
+while the writer worked, rather than the writer's CPU on a core training does not use.
 
 A thread, not a process: no `fork()` (unsafe once CUDA is initialised) and no second copy of
 the state; hashing, compression and file writes release the GIL.
@@ -23,6 +26,7 @@ from typing import Any
 
 from florc.runtime import checkpoint
 from florc.runtime import state as st
+from florc.runtime.policy import Sample, take_sample
 from florc.runtime.state.tracker import TensorTracker
 from florc.store.blobs import digest
 from florc.store.index import Store
@@ -42,7 +46,7 @@ class CheckpointJob:
     occurrence: int
     snapshot: st.Snapshot
     info: dict[str, Any]
-    on_done: Callable[[float], None] | None = None  # writer CPU seconds
+    on_done: Callable[[Sample, Sample], None] | None = None  # the job's window
     nbytes: int = 0
 
 
@@ -50,7 +54,8 @@ class CheckpointJob:
 class _Item:
     action: Callable[[Store], object]
     nbytes: int = 0
-    on_done: Callable[[float], None] | None = None
+    on_done: Callable[[Sample, Sample], None] | None = None
+    checkpoint: bool = False
 
 
 @dataclass
@@ -73,7 +78,12 @@ class Writer:
         compress: bool = False,
         max_queue_bytes: int = DEFAULT_QUEUE_BYTES,
         tracker: TensorTracker | None = None,
+        observe: Callable[[Sample, Sample], None] | None = None,
+        sample: Callable[[float], Sample] = take_sample,
     ) -> None:
+        """observe: told every window in which the writer wrote no checkpoint (on its thread);
+        sample: reads the clocks, given the seconds training has waited (on the writer's
+        thread)."""
         self.root = root
         self.tracker = tracker  # told which copies are durable, under which keys
         self.store_dir = store_dir
@@ -83,6 +93,10 @@ class Writer:
         self._queue: deque[_Item | None] = deque()
         self._queued_bytes = 0
         self._cond = threading.Condition()
+        self.observe = observe
+        self._sample = sample
+        self._blocked = 0.0  # seconds the training thread waited for the writer, so far
+        self._blocked_since: float | None = None  # it waits now, since then
         self._ready = threading.Event()
         self._failed_open: BaseException | None = None
         # why checkpoints are no longer written (the disk is full, the store not writable, ...)
@@ -102,13 +116,19 @@ class Writer:
     def submit_checkpoint(self, job: CheckpointJob) -> float:
         """Queue a checkpoint; returns the seconds spent waiting for room in the queue."""
         job.nbytes = job.snapshot.nbytes
-        return self._put(_Item(lambda store: self._write(store, job), job.nbytes, job.on_done))
+        return self._put(
+            _Item(lambda store: self._write(store, job), job.nbytes, job.on_done, True)
+        )
 
     def flush(self) -> None:
         """Wait until everything submitted is durable and committed."""
         with self._cond:
-            while self._queue:
-                self._cond.wait()
+            if self._queue:
+                t0 = self._blocked_since = time.perf_counter()
+                while self._queue:
+                    self._cond.wait()
+                self._blocked += time.perf_counter() - t0
+                self._blocked_since = None
 
     def close(self) -> None:
         self.flush()
@@ -120,10 +140,12 @@ class Writer:
         with self._cond:
             size = item.nbytes if item is not None else 0
             if size and self._queued_bytes and self._queued_bytes + size > self.max_queue_bytes:
-                t0 = time.perf_counter()
+                t0 = self._blocked_since = time.perf_counter()
                 while self._queued_bytes and self._queued_bytes + size > self.max_queue_bytes:
                     self._cond.wait()
                 waited = time.perf_counter() - t0
+                self._blocked += waited
+                self._blocked_since = None
             self._queue.append(item)
             self._queued_bytes += size
             self._cond.notify_all()
@@ -138,30 +160,42 @@ class Writer:
             self._ready.set()
             return
         self._ready.set()
+        last = self._clocks()  # the end of the last checkpoint or idle window
         while True:
             with self._cond:
                 while not self._queue:
                     self._cond.wait()
                 item = self._queue[0]
+                start = self._clocks()
+            if self.observe is not None and start.wall > last.wall:
+                self.observe(last, start)  # the writer wrote no checkpoint in this window
             if item is None:
                 break
-            t0 = time.thread_time()
             try:
                 item.action(store)
             except Exception as exc:  # noqa: BLE001 - a failed write must not stop training
                 self.stats.errors.append(f"{type(exc).__name__}: {exc}")
-            cpu = time.thread_time() - t0
-            self.stats.cpu_seconds += cpu
             with self._cond:
+                end = self._clocks()
                 self._queue.popleft()
                 self._queued_bytes -= item.nbytes
                 self._cond.notify_all()
+            self.stats.cpu_seconds += end.writer - start.writer
+            # an index write belongs to the next idle window; a checkpoint's window is its own
+            last = end if item.checkpoint else start
             if item.on_done is not None:
-                item.on_done(cpu)
+                item.on_done(start, end)
         with self._cond:
             self._queue.clear()
             self._cond.notify_all()
         store.close()
+
+    def _clocks(self) -> Sample:
+        """The clocks now, on the writer's thread, holding self._cond."""
+        blocked = self._blocked
+        if self._blocked_since is not None:
+            blocked += time.perf_counter() - self._blocked_since
+        return self._sample(blocked)
 
     def _write(self, store: Store, job: CheckpointJob) -> None:
         snap = job.snapshot
