@@ -34,7 +34,12 @@ What is charged: what training feels, not what the writer computes.
   (training may have been deprived of them: on 2 cores where training uses both the contention
   is real); linearly in between.
   What this does not see: a slowdown that does not lower training's CPU rate (memory bandwidth
-  shared with the writer; OpenMP threads that spin while they wait count as working). The
+  and caches shared with the writer, whose hashing and writing stream through memory; OpenMP
+  threads that spin while they wait count as working). So a job is charged at least
+  `MEMORY_SHARE` (one half) of the writer's CPU seconds: on the benchmarks' memory-bound
+  `state_heavy` (a 160 MB state, the writer on an otherwise idle core), runs that took 12-20
+  checkpoints took about half the writer's CPU seconds longer than runs without checkpoints,
+  while training's CPU rate hardly dropped (benchmarks/RESULTS.md, checkpoint section). The
   writer's CPU seconds are reported beside the charged cost (`summary()`).
 
 Estimates: a loop's cost per checkpoint is an exponential average of what its checkpoints
@@ -71,6 +76,8 @@ IDLE_HORIZON_SECONDS = 60.0
 MIN_IDLE_SECONDS = 0.05
 # before then: a job that left this many cores unused took none from training
 SLACK_CORES = 0.25
+# the least share of the writer's CPU seconds a job costs training (memory bandwidth, caches)
+MEMORY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -115,12 +122,14 @@ class CheckpointPolicy:
         budget: float = DEFAULT_BUDGET,
         clock: Callable[[], float] = time.perf_counter,
         cores: int | None = None,
+        memory_share: float = MEMORY_SHARE,
     ) -> None:
         if budget < 0:
             raise ValueError("the overhead budget cannot be negative")
         self.budget = budget
         self.clock = clock  # the clock of Sample.wall
         self.cores = cores if cores is not None else usable_cores()
+        self.memory_share = memory_share
         self.started: float | None = None
         self.stopped: float | None = None
         self.foreground = 0.0  # training-thread seconds spent on checkpointing
@@ -175,7 +184,11 @@ class CheckpointPolicy:
             per_byte = DEFAULT_SECONDS_PER_BYTE
             idle = self.idle_rate()
             if idle is not None and idle + 1 <= self.cores + 0.1:
-                per_byte = DEFAULT_COPY_SECONDS_PER_BYTE  # the writer has a core to itself
+                # the writer has a core to itself: it costs training only its memory share
+                per_byte = (
+                    DEFAULT_COPY_SECONDS_PER_BYTE
+                    + self.memory_share * DEFAULT_WRITER_SECONDS_PER_BYTE
+                )
         return self.fixed + per_byte * (c.nbytes or 0)
 
     def decide(self, loop: str, nbytes: int | None = None) -> Decision:
@@ -241,9 +254,11 @@ class CheckpointPolicy:
         busy = max(0.0, (b.process - a.process) - writer) / wall  # r_busy
         idle = self.idle_rate()
         if idle is not None and idle > 0:
-            return wall * max(0.0, 1.0 - busy / idle)
-        slack = self.cores - busy - writer / wall  # cores nobody used
-        return writer * min(1.0, max(0.0, 1.0 - slack / SLACK_CORES))
+            lost = wall * max(0.0, 1.0 - busy / idle)
+        else:
+            slack = self.cores - busy - writer / wall  # cores nobody used
+            lost = writer * min(1.0, max(0.0, 1.0 - slack / SLACK_CORES))
+        return max(lost, self.memory_share * writer)
 
     def job_written(
         self,

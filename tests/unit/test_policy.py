@@ -121,9 +121,10 @@ def job(wall: float, training_cores: float, writer_cores: float, blocked: float 
     return a, b
 
 
-def started(cores: int) -> tuple[FakeClock, CheckpointPolicy]:
+def started(cores: int, memory_share: float = 0.0) -> tuple[FakeClock, CheckpointPolicy]:
+    """A policy whose main loop has started; memory_share 0: the CPU-rate model alone."""
     clock = FakeClock()
-    policy = CheckpointPolicy(0.05, clock, cores=cores)
+    policy = CheckpointPolicy(0.05, clock, cores=cores, memory_share=memory_share)
     policy.start("main")
     return clock, policy
 
@@ -163,6 +164,15 @@ def test_the_slowdown_of_training_is_charged() -> None:
     assert policy.background_cost(a, b) == pytest.approx(0.2)  # 0.4 s at half speed
     # the training thread waiting for the writer (queue, GIL) shows as a lower rate
     a, b = job(0.4, training_cores=0.5, writer_cores=1.0)
+    assert policy.background_cost(a, b) == pytest.approx(0.3)
+
+
+def test_at_least_a_share_of_the_writers_cpu_is_charged_for_shared_memory() -> None:
+    _, policy = started(cores=2, memory_share=0.5)
+    idle_window(policy, 0.0, 1.0, training_cores=1.0)
+    a, b = job(0.2, training_cores=1.0, writer_cores=1.0)  # training kept its CPU pace
+    assert policy.background_cost(a, b) == pytest.approx(0.1)  # half the writer's 0.2 s
+    a, b = job(0.4, training_cores=0.25, writer_cores=1.0)  # it lost more than that
     assert policy.background_cost(a, b) == pytest.approx(0.3)
 
 
