@@ -473,12 +473,12 @@ class FlorDBProject:
         try:
             marks = ",".join("?" * len(names))
             rows = self._db(
-                "SELECT ctx, value_name, value FROM logs WHERE source = 'replay' "
+                "SELECT ctx, value_name, value, tstamp FROM logs WHERE source = 'replay' "
                 f"AND value_type = 1 AND value_name IN ({marks}) ORDER BY rowid",
                 tuple(names),
             )
-            for ctx, name, value in rows:
-                row = {"name": name, "value": _parse_value(value)}
+            for ctx, name, value, tstamp in rows:
+                row = {"name": name, "value": _parse_value(value), "tstamp": tstamp}
                 for seg in json.loads(ctx) if ctx else []:
                     row[seg["name"]] = seg["iteration"]
                 values.append(row)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# florc demo: record a training run, add a print statement afterwards, replay only
-# the epochs you ask for, then look at the store. Run it with `make demo`.
+# florc demo: record two training runs, add a print statement afterwards, replay only the
+# epochs you ask for, replay the statement across both runs, then look at the store, the
+# values by name, and a plot. Run it with `make demo`.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +30,9 @@ step "1. florc record --checkpoint-all train.py  (runs the unmodified script; ch
 # many checkpoints; --checkpoint-all takes every one. Real runs keep the budget (--overhead).
 "$FLORC" record --checkpoint-all train.py
 
+step "1b. florc record --checkpoint-all train.py --lr 0.1  (a second run, another learning rate)"
+"$FLORC" record --checkpoint-all train.py --lr 0.1
+
 cp train.py train.py.orig
 step "2. In hindsight, add a print after the epoch's own print"
 "$PYTHON" - <<'PY'
@@ -45,13 +49,20 @@ PY
 diff -u train.py.orig train.py || true
 rm train.py.orig
 
-step "3. florc replay train.py --epochs 5-8  (restores epoch 4's checkpoint, re-runs what the new print needs)"
+step "3. florc replay train.py --epochs 5-8  (the latest run: restores epoch 4's checkpoint, re-runs what the new print needs)"
 "$FLORC" replay train.py --epochs 5-8
 
-step "4. florc runs  (the store: recorded runs and their replays)"
+step "4. florc replay train.py --runs all  (the new print, placed into every recorded run and replayed, in parallel)"
+"$FLORC" replay train.py --runs all
+
+step "5. florc runs  (the store: recorded runs with their arguments, and their replays)"
 "$FLORC" runs
 
-step "5. florc logs  (values printed while recording and replaying)"
-"$FLORC" logs
+step "6. florc logs --where lr=0.1 --format csv  (the values by name: one row per epoch, one column per name)"
+"$FLORC" logs --where lr=0.1 --format csv
+
+step "7. florc plot weight_norm --out weight_norm.png  (the replayed value over epochs, one line per run)"
+"$FLORC" plot weight_norm --out weight_norm.png
+ls -l weight_norm.png
 
 step "Done. (Set KEEP_DEMO=1 to keep the work folder.)"
