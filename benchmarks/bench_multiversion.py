@@ -236,6 +236,15 @@ def main() -> int:
     return 0
 
 
+def note(row: dict) -> str:
+    """What went wrong in a row, in a table cell."""
+    text = row.get("error") or ""
+    for verdict in row.get("fidelity") or []:
+        if "exact" not in verdict:
+            text = (text + "; " if text else "") + verdict
+    return text.replace("|", "/").replace("\n", " ")[:200]
+
+
 def markdown(result: dict) -> str:
     m = result["machine"]
     lines = [
@@ -254,14 +263,14 @@ def markdown(result: dict) -> str:
         f"Recording the four runs took {result['florc_record_seconds']:.1f} s with florc and "
         f"{result['flordb_record_seconds']:.1f} s with FlorDB (sequential).",
         "",
-        "| what | seconds | vs retraining | runs exact |",
-        "|---|---:|---:|---:|",
+        "| what | seconds | vs retraining | runs exact | note |",
+        "|---|---:|---:|---:|---|",
     ]
     base = result["rows"][0]["seconds"]
     for row in result["rows"]:
         lines.append(
             f"| {row['tool']} | {row['seconds']:.1f} | {row['seconds'] / base:.2f}x | "
-            f"{row['exact']} |"
+            f"{row['exact']} | {note(row)} |"
         )
     lines.append("")
     return "\n".join(lines)
