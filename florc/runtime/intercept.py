@@ -163,7 +163,7 @@ def _writer(module: types.ModuleType) -> None:
 
     for new, old in ((scalar_, add_scalar), (scalars_, add_scalars)):
         setattr(new, _WRAPPED, True)
-        new.__wrapped__ = old  # type: ignore[attr-defined]
+        new.__dict__["__wrapped__"] = old
         new.__doc__ = old.__doc__
         new.__name__ = old.__name__
     cls.add_scalar, cls.add_scalars = scalar_, scalars_
