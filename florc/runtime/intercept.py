@@ -90,7 +90,7 @@ def parsed_params(parser: Any, namespace: Any, args: list[str]) -> tuple[dict[st
     for dest, value in values.items():
         if not _same(value, defaults.get(dest)):
             given.add(dest)
-    return values, sorted(given)
+    return values, [k for k in values if k in given]  # in the parser's order
 
 
 def _same(value: Any, default: Any) -> bool:
