@@ -31,10 +31,13 @@ from florc.runtime.fidelity import Verdict, VerdictKind
 from florc.runtime.policy import DEFAULT_BUDGET
 from florc.store import queries
 from florc.store.index import Store
-from florc.store.queries import GcResult, LogRow, RunRow
+from florc.store.queries import GcResult, LogRow, RunRow, ValueTable
+from florc.store.selection import RUNS_HELP, WHERE_HELP
 
 __all__ = [
     "DEFAULT_BUDGET",
+    "RUNS_HELP",
+    "WHERE_HELP",
     "CheckResult",
     "FlorcError",
     "GcResult",
@@ -46,6 +49,7 @@ __all__ = [
     "Reporter",
     "RunRow",
     "SegmentRecord",
+    "ValueTable",
     "Silent",
     "UsageError",
     "Verdict",
@@ -66,6 +70,7 @@ __all__ = [
     "run_worker",
     "runs",
     "uninstall_hook",
+    "values",
     "verify",
 ]
 
@@ -206,18 +211,43 @@ def run_worker(plan_file: Path, reporter: Reporter | None = None) -> int:
 # --- the store -------------------------------------------------------------------------
 
 
-def runs(root: Path, store_dir: Path | None = None) -> list[RunRow]:
-    """The store's runs, oldest first (an empty list where there is no store)."""
+def runs(
+    root: Path,
+    store_dir: Path | None = None,
+    spec: str | None = None,
+    where: list[str] | None = None,
+) -> list[RunRow]:
+    """The store's runs, oldest first (an empty list where there is no store); with spec
+    (`--runs`) or where (`--where key=value`), the recorded runs chosen and their replays."""
     with Store(root, store_location(root, store_dir), readonly=True) as store:
-        return queries.runs(store, START_LOOP)
+        return queries.runs(store, START_LOOP, spec, where)
 
 
 def logs(
-    root: Path, run: int | None = None, name: str | None = None, store_dir: Path | None = None
+    root: Path,
+    run: int | None = None,
+    name: str | None = None,
+    store_dir: Path | None = None,
+    spec: str | None = None,
+    where: list[str] | None = None,
 ) -> list[LogRow]:
-    """Recorded and replayed values of `run` and its replays (of every run when None)."""
+    """Recorded and replayed lines of `run` and its replays (of every run when None; of the
+    recorded runs spec and where choose, and their replays)."""
     with Store(root, store_location(root, store_dir), readonly=True) as store:
-        return queries.logs(store, run, name)
+        return queries.logs(store, run, name, spec, where)
+
+
+def values(
+    root: Path,
+    run: int | None = None,
+    spec: str | None = None,
+    where: list[str] | None = None,
+    names: list[str] | None = None,
+    store_dir: Path | None = None,
+) -> ValueTable:
+    """Named values, one row per (run, source, iteration, step), one column per name."""
+    with Store(root, store_location(root, store_dir), readonly=True) as store:
+        return queries.value_table(store, run, spec, where, names)
 
 
 def gc(

@@ -288,10 +288,14 @@ def hook_uninstall() -> None:
 
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
-def runs(fmt: str) -> None:
-    """List recorded runs and replays in this project's store."""
-    rows = [
-        {
+@click.option("--runs", "spec", default=None, help=api.RUNS_HELP.replace("the latest", "all"))
+@click.option("--where", multiple=True, help=api.WHERE_HELP + " Repeatable.")
+def runs(fmt: str, spec: str | None, where: tuple[str, ...]) -> None:
+    """List recorded runs and replays in this project's store, with their arguments and git
+    commit."""
+    rows: list[dict[str, Any]] = []
+    for r in api.runs(_root(), spec=spec, where=list(where)):
+        row: dict[str, Any] = {
             "id": r.id,
             "kind": r.kind,
             "of": r.parent or "",
@@ -301,12 +305,27 @@ def runs(fmt: str) -> None:
             "checkpoints": r.checkpoints,
             "size": f"{r.size / 1e6:.1f} MB",
             "status": r.status + ("" if r.faithful else " (unfaithful)"),
+            "commit": r.commit,
+            "args": r.args if r.kind == "record" else "",
         }
-        for r in api.runs(_root())
-    ]
+        if fmt != "table":
+            row["params"] = r.params if r.kind == "record" else {}
+        rows.append(row)
     _emit(
         rows,
-        ["id", "kind", "of", "script", "started", "epochs", "checkpoints", "size", "status"],
+        [
+            "id",
+            "kind",
+            "of",
+            "script",
+            "started",
+            "epochs",
+            "checkpoints",
+            "size",
+            "status",
+            "commit",
+            "args",
+        ],
         fmt,
     )
 
@@ -329,14 +348,44 @@ def gc(run_ids: tuple[int, ...], keep_last: int | None) -> None:
 
 @cli.command()
 @click.argument("run_id", type=int, required=False)
-@click.option("--name", default=None, help="Only values whose name or text contains this.")
+@click.option("--runs", "spec", default=None, help=api.RUNS_HELP.replace("the latest", "all"))
+@click.option("--where", multiple=True, help=api.WHERE_HELP + " Repeatable.")
+@click.option(
+    "--name",
+    default=None,
+    help="Table and --long: only lines whose statement or text contains this. csv, json: only "
+    "values of this name (a pattern: val_*).",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
-def logs(run_id: int | None, name: str | None, fmt: str) -> None:
-    """Recorded and replayed values (of RUN and its replays, or of all runs)."""
-    rows = [dataclasses.asdict(r) for r in api.logs(_root(), run_id, name=name)]
-    if fmt == "table":
-        rows = [{k: ("" if v is None else v) for k, v in r.items()} for r in rows]
-    _emit(rows, ["run", "kind", "epoch", "step", "statement", "value"], fmt)
+@click.option(
+    "--long", "long_", is_flag=True, help="csv, json: the lines as stored, one row per line."
+)
+def logs(
+    run_id: int | None,
+    spec: str | None,
+    where: tuple[str, ...],
+    name: str | None,
+    fmt: str,
+    long_: bool,
+) -> None:
+    """Recorded and replayed values (of RUN and its replays, or of the runs chosen).
+
+    The table shows the lines the log statements wrote; csv and json the named values, one row
+    per run, source, epoch and step with a column per value name (--long: the lines)."""
+    root = _root()
+    if fmt == "table" or long_:
+        rows = [
+            dataclasses.asdict(r)
+            for r in api.logs(root, run_id, name=name, spec=spec, where=list(where))
+        ]
+        if fmt == "table":
+            rows = [{k: ("" if v is None else v) for k, v in r.items()} for r in rows]
+        _emit(rows, ["run", "kind", "epoch", "step", "statement", "value"], fmt)
+        return
+    table = api.values(
+        root, run_id, spec=spec, where=list(where), names=None if name is None else [name]
+    )
+    _emit(table.rows, table.columns, fmt)
 
 
 def _root() -> Path:
@@ -347,7 +396,9 @@ def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(rows, indent=1, default=str))
     elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else columns)
+        writer = csv.DictWriter(
+            sys.stdout, fieldnames=list(rows[0]) if rows else columns, extrasaction="ignore"
+        )
         writer.writeheader()
         writer.writerows(rows)
     else:

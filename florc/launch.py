@@ -69,6 +69,21 @@ def git_commit(root: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def git_dirty(root: Path) -> bool | None:
+    """Whether the work tree has changes to tracked files (None: not a git repository)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def compiled_code(result: CompileResult, relpath: str) -> Any:
     fm = result.files[relpath]
     return compile_instrumented(fm.source, fm.instrumented, fm.path)

@@ -100,7 +100,7 @@ def _from_mapping(table: dict, root: Path, source: str) -> Config:
         if isinstance(scripts, str):
             scripts = [scripts]
         if not isinstance(scripts, list) or not all(isinstance(s, str) for s in scripts):
-            raise UsageError(f"{source}: scripts must be a list of globs, e.g. [\"train*.py\"]")
+            raise UsageError(f'{source}: scripts must be a list of globs, e.g. ["train*.py"]')
         cfg.scripts = tuple(scripts)
         cfg.configured_scripts = True
     if "overhead" in table:
@@ -112,7 +112,7 @@ def _from_mapping(table: dict, root: Path, source: str) -> Config:
             raise UsageError(f"{source}: overhead {cfg.overhead} must be between 0 and 1")
     if "store" in table:
         if not isinstance(table["store"], str) or not table["store"]:
-            raise UsageError(f"{source}: store must be a folder path, e.g. \".florc\"")
+            raise UsageError(f'{source}: store must be a folder path, e.g. ".florc"')
         store = Path(table["store"]).expanduser()
         cfg.store = store if store.is_absolute() else root / store
     return cfg

@@ -28,6 +28,7 @@ from florc.launch import (
     environment,
     framework_where,
     git_commit,
+    git_dirty,
     import_hook,
     make_deterministic,
     mb,
@@ -138,6 +139,7 @@ def record(
         env = environment()
         env["deterministic"] = deterministic
         env["git_commit"] = git_commit(root)
+        env["git_dirty"] = git_dirty(root) if env["git_commit"] else None
         env["overhead_budget"] = None if checkpoint_all else overhead
         env["compress"] = compress
         env["hash_seed"] = os.environ.get("PYTHONHASHSEED")  # the CLI pins it (new_hash_seed)

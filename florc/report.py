@@ -64,5 +64,5 @@ class Recorded:
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
-    """"1 block", "2 blocks", "1 epoch checkpoint", "0 checkpoints"."""
+    """ "1 block", "2 blocks", "1 epoch checkpoint", "0 checkpoints"."""
     return f"{n} {word if n == 1 else (many or word + 's')}"

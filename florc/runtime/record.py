@@ -69,6 +69,10 @@ class RecordSession(Session):
                 self.callees_stored[loop_id] |= new
                 self.write_index(_callee_rows(run, loop_id, sorted(new)))
 
+    def keep_params(self, params: dict[str, Any]) -> None:
+        run = self.run_id
+        self.write_index(lambda store: store.update_env(run, params))
+
     # the loops' hooks -------------------------------------------------------------------------
     def start_main(self, main: MainLoop) -> None:
         if self.policy is not None:

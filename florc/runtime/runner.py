@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from florc.contract import FileManifest
-from florc.runtime import api, capture
+from florc.runtime import api, capture, intercept
 from florc.runtime.session import ReplayFinished, Session
 
 # compile_module(path, module name) -> (code object, the file's compile result), or None to
@@ -113,6 +113,7 @@ def run_script(
     if hook is not None:
         sys.meta_path.insert(0, hook)
     streams = capture.install(session)
+    finder = intercept.install()
     api.activate(session)
     outcome = RunOutcome("done", 0)
     try:
@@ -135,6 +136,7 @@ def run_script(
         outcome = RunOutcome("failed", 1, f"{type(exc).__name__}: {exc}")
     finally:
         api.deactivate()
+        intercept.uninstall(finder)
         capture.uninstall(streams)
         # before __main__ is put back: checkpoints still queued may name the script's classes
         session.finish()

@@ -65,6 +65,9 @@ class Session:
         self.evidence: list[fidelity.Evidence] = []  # replay: recomputed vs recorded
         # the objects of the florc.checkpoint(...) contexts open now, outermost first
         self.named: list[Mapping[str, object]] = []
+        # the script's options as argparse parsed them first (intercept.py): {"params": ...,
+        # "params_set": the names the command line gave or that differ from their defaults}
+        self.params: dict[str, Any] | None = None
 
     def register(self, fm: FileManifest) -> None:
         """Know one compiled file (the script's, or a project module's as it is imported)."""
@@ -123,6 +126,20 @@ class Session:
         self._add_line(stmt, f"{name}={value!r}", "stdout", shown)
         self.show_logged(stmt, shown)
 
+    def log_scalar(self, name: str, value: Any, step: int | None) -> None:
+        """A writer's `add_scalar(name, value, step)` (intercept.py): filed as `florc.log`
+        files a value, with step = the writer's global_step when it was given."""
+        stmt = self.statement or "add_scalar"
+        shown = f"add_scalar {name} = {value!r}" + ("" if step is None else f" (step {step})")
+        self._add_line(stmt, f"{name}={value!r}", "stdout", shown, step)
+        self.show_logged(stmt, shown)
+
+    def params_parsed(self, values: dict[str, Any], given: list[str]) -> None:
+        """argparse parsed the script's options (intercept.py); the first parse counts."""
+        if self.params is None:
+            self.params = {"params": values, "params_set": given}
+            self.keep_params(self.params)
+
     # output attribution ---------------------------------------------------------------------
     def step(self) -> int | None:
         return self.block.step if self.block is not None else None
@@ -138,12 +155,19 @@ class Session:
         if statement is not None:
             self._add_line(statement, text, stream)
 
-    def _add_line(self, statement: str, text: str, stream: str, shown: str | None = None) -> None:
+    def _add_line(
+        self,
+        statement: str,
+        text: str,
+        stream: str,
+        shown: str | None = None,
+        step: int | None = None,
+    ) -> None:
         line = LogLine(
             statement,
             self.iteration,
             self.epoch,
-            self.step(),
+            self.step() if step is None else step,
             text,
             self.is_new(statement),
             stream,
@@ -162,6 +186,9 @@ class Session:
 
     def line_added(self, line: LogLine) -> None:
         """An output line was filed."""
+
+    def keep_params(self, params: dict[str, Any]) -> None:
+        """The script's parsed options are known (record keeps them with the run)."""
 
     def start_main(self, main: MainLoop) -> None:
         """The main loop starts."""

@@ -20,11 +20,25 @@ WHERE_HELP = "Only runs whose argument KEY equals VALUE (the script's options), 
 def run_params(meta: dict[str, Any]) -> dict[str, str]:
     """A recorded run's arguments as text, by name: the script's parsed options when the
     recording kept them (env["params"]), else the `--key value`, `--key=value` and `--flag`
-    arguments of its command line."""
+    arguments of its command line (those also where a parse was kept: an option argparse did
+    not know). Defaults count: `--where epochs=5` matches a run that did not give --epochs
+    when its parser's default is 5."""
+    from_argv = params_from_argv(list(meta.get("argv", [])))
     params = meta.get("env", {}).get("params")
     if isinstance(params, dict):
-        return {str(k): _text(v) for k, v in params.items()}
-    return params_from_argv(list(meta.get("argv", []))[1:])
+        return {**from_argv, **{str(k): _text(v) for k, v in params.items()}}
+    return from_argv
+
+
+def shown_params(meta: dict[str, Any]) -> dict[str, str]:
+    """The arguments `florc runs` shows: the options the command line gave or that differ from
+    their defaults where the recording kept the parse (env["params_set"]), else every argument
+    of the command line."""
+    env = meta.get("env", {})
+    params, given = env.get("params"), env.get("params_set")
+    if isinstance(params, dict) and isinstance(given, list):
+        return {str(k): _text(params[k]) for k in given if k in params}
+    return params_from_argv(list(meta.get("argv", [])))
 
 
 def params_from_argv(args: list[str]) -> dict[str, str]:
@@ -68,11 +82,18 @@ def matches(params: dict[str, str], where: list[str]) -> bool:
         have = params.get(key.replace("-", "_"))
         if have is None:
             return False
-        if have != value and not (
-            _is_number(have) and _is_number(value) and float(have) == float(value)
-        ):
+        if not _equal(have, value):
             return False
     return True
+
+
+def _equal(have: str, value: str) -> bool:
+    if have == value:
+        return True
+    if _is_number(have) and _is_number(value):
+        return float(have) == float(value)
+    booleans = {"true", "false"}
+    return have.lower() in booleans and have.lower() == value.lower()
 
 
 def parse_where(cond: str) -> tuple[str, str]:

@@ -76,8 +76,6 @@ def resolve_import_file(root: Path, base_dir: Path, dotted_name: str, level: int
                     break
 
 
-
-
 def _imported_files(info: ModuleInfo, root: Path) -> list[Path]:
     out: list[Path] = []
     for node in _small_statements(info.tree):

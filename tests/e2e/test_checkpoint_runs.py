@@ -217,5 +217,3 @@ def test_an_object_neither_can_serialise_is_reported_once_with_its_path(tmp_path
     # epochs 0-1 were skipped: the boundary checkpoint holding `counter` was restored, and the
     # loop's `with counter.lock` ran on the live lock
     assert "1 epoch checkpoint and" in rep.stderr, rep.stderr
-
-

@@ -136,11 +136,16 @@ def test_logs_and_runs_tables(tmp_path: Path) -> None:
     florc(["record", "train.py"], tmp_path)
     runs = florc(["runs"], tmp_path)
     assert runs.returncode == 0 and "train.py" in runs.stdout and "done" in runs.stdout
-    rows = json.loads(florc(["logs", "1", "--format", "json"], tmp_path).stdout)
+    rows = json.loads(florc(["logs", "1", "--format", "json", "--long"], tmp_path).stdout)
     values = [r["value"] for r in rows if r["epoch"] == 3]
     assert len(values) == 1 and values[0].startswith("epoch 3 w ")
-    csv = florc(["logs", "--format", "csv"], tmp_path)
+    csv = florc(["logs", "--format", "csv", "--long"], tmp_path)
     assert csv.stdout.splitlines()[0].startswith("run,kind,statement")
+    wide = florc(["logs", "--format", "csv"], tmp_path).stdout.splitlines()
+    assert wide[0] == "run,source,epoch,iteration,step,logged_epoch,w,final"
+    assert wide[3].startswith("1,record,3,2,,3.0,") and float(wide[3].split(",")[-2]) == float(
+        values[0].split()[-1]
+    )
 
 
 @pytest.mark.parametrize("policy", [[], ["--checkpoint-all"]], ids=["budget", "all"])
@@ -165,8 +170,11 @@ def test_dataframe_and_private_store(tmp_path: Path) -> None:
     florc(["record", "train.py"], tmp_path)
     assert (tmp_path / ".florc").stat().st_mode & 0o777 == 0o700
     code = (
-        "import florc; df = florc.dataframe(run=1, root='.');"
-        " print(len(df), sorted(set(df['kind'])), df[df.epoch == '3'].value.tolist())"
+        "import florc; df = florc.dataframe(run=1, root='.', long=True);"
+        " print(len(df), sorted(set(df['kind'])), df[df.epoch == '3'].value.tolist());"
+        " w = florc.dataframe(root='.', name='w');"
+        " print(list(w.columns), len(w), w[w.epoch == 3].w.tolist() == [float("
+        "df[df.epoch == '3'].value.tolist()[0].split()[-1])])"
     )
     import sys
 
@@ -174,7 +182,9 @@ def test_dataframe_and_private_store(tmp_path: Path) -> None:
 
     out = run([sys.executable, "-c", code], tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().startswith("6 ['record'] ['epoch 3 w ")
+    first, second = out.stdout.strip().splitlines()
+    assert first.startswith("6 ['record'] ['epoch 3 w ")
+    assert second == "['run', 'source', 'epoch', 'iteration', 'step', 'w'] 5 True"
 
 
 def test_report_names_blocks_that_re_execute(tmp_path: Path) -> None:

@@ -103,7 +103,8 @@ def test_a_folder_or_missing_file_is_not_a_script(tmp_path: Path) -> None:
 
 def test_a_script_that_fails_mid_training_keeps_its_epochs(tmp_path: Path) -> None:
     text = script(epochs=8).replace(
-        '    print(f"epoch', '    if epoch == 5:\n        raise RuntimeError("diverged")\n    print(f"epoch'
+        '    print(f"epoch',
+        '    if epoch == 5:\n        raise RuntimeError("diverged")\n    print(f"epoch',
     )
     (tmp_path / "train.py").write_text(text)
     rec = florc(["record", "--checkpoint-all", "train.py"], tmp_path)
@@ -279,7 +280,7 @@ def test_two_records_and_a_replay_share_one_store(
     assert table["a.py"]["status"] == table["b.py"]["status"] == "done"
     for name, (out, _) in zip(("a.py", "b.py"), outputs):
         logged = json.loads(
-            florc(["logs", str(table[name]["id"]), "--format", "json"], tmp_path).stdout
+            florc(["logs", str(table[name]["id"]), "--format", "json", "--long"], tmp_path).stdout
         )
         assert [r["value"] for r in logged] == out.splitlines()  # no rows mixed up or lost
     # replay a's recording while b records again

@@ -64,7 +64,7 @@ for epoch in range(12):
 
 EPOCH_PRINT = (
     '    print(f"HINDSIGHT e={epoch} state",'
-    ' sum(float(t.double().sum()) for t in model.state_dict().values()))\n'
+    " sum(float(t.double().sum()) for t in model.state_dict().values()))\n"
 )
 BATCH_PRINT = (
     '        print(f"HINDSIGHT e={epoch} step {i} emb {float(model.emb.weight.sum()):.9f}'
@@ -74,7 +74,7 @@ BATCH_PRINT = (
 
 def _edited() -> str:
     lines = SCRIPT.splitlines(keepends=True)
-    at = next(i for i, line in enumerate(lines) if "print(f\"epoch" in line)
+    at = next(i for i, line in enumerate(lines) if 'print(f"epoch' in line)
     lines.insert(at + 1, EPOCH_PRINT)
     step = next(i for i, line in enumerate(lines) if "model.emb.weight.data[" in line)
     lines.insert(step + 1, BATCH_PRINT)

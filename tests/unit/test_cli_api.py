@@ -192,16 +192,29 @@ def test_tables_in_three_formats(project: Path) -> None:
         "checkpoints",
         "size",
         "status",
+        "commit",
+        "args",
     ]
     assert table[1].split()[:3] == ["1", "record", "train.py"] and table[1].endswith("done")
     (row,) = json.loads(florc("runs", "--format", "json").stdout)
     assert (row["id"], row["of"], row["epochs"], row["status"]) == (1, "", 5, "done")
     assert row["size"].endswith(" MB")
-    logs = json.loads(florc("logs", "1", "--name", "epoch 3", "--format", "json").stdout)
+    long = "--long"
+    logs = json.loads(florc("logs", "1", "--name", "epoch 3", "--format", "json", long).stdout)
     assert [(r["epoch"], r["value"]) for r in logs] == [(3, plain(SCRIPT)[2])]
-    csv = florc("logs", "--format", "csv").stdout.splitlines()
+    csv = florc("logs", "--format", "csv", long).stdout.splitlines()
     assert csv[0] == "run,kind,statement,iteration,epoch,step,name,value,new"
     assert len(csv) == 1 + len(plain(SCRIPT))
+    # the named values: one row per epoch (and one after the loop), a column per name
+    wide = json.loads(florc("logs", "1", "--format", "json").stdout)
+    printed = [line.split() for line in plain(SCRIPT)]
+    assert [(r["epoch"], r["logged_epoch"], r["w"]) for r in wide[:5]] == [
+        (e, float(e), float(p[3])) for e, p in zip(range(1, 6), printed)
+    ]
+    assert wide[5]["iteration"] is None and wide[5]["final"] == float(printed[5][1])
+    csv = florc("logs", "--format", "csv", "--name", "w").stdout.splitlines()
+    assert csv[0] == "run,source,epoch,iteration,step,w" and len(csv) == 1 + 5
+    assert csv[1] == f"1,record,1,0,,{float(printed[0][3])}"
 
 
 def test_gc_keeps_the_last_records_and_frees_their_blobs(project: Path) -> None:

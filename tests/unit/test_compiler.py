@@ -843,11 +843,11 @@ def _runtime_calls(code: str) -> list[tuple[str, str, tuple[str, ...] | None]]:
 
 
 def test_generated_strings_hold_paths_with_quotes_and_backslashes(tmp_path: Path) -> None:
-    folder = tmp_path / "o'neil \\ \"runs\""
+    folder = tmp_path / 'o\'neil \\ "runs"'
     folder.mkdir()
     (folder / "train.py").write_text(TRAIN)
     result = compile_project(folder / "train.py", tmp_path)
-    rel = "o'neil \\ \"runs\"/train.py"
+    rel = 'o\'neil \\ "runs"/train.py'
     fm = result.files[rel]
     compile(fm.instrumented, "train.py", "exec")
     calls = _runtime_calls(fm.instrumented)
@@ -862,7 +862,7 @@ def test_generated_strings_hold_paths_with_quotes_and_backslashes(tmp_path: Path
     assert result.main_loop == f"{rel}:<module>:0"
     (folder / "again.py").write_text(fm.instrumented)
     again = compile_project(folder / "again.py", tmp_path)
-    assert again.files["o'neil \\ \"runs\"/again.py"].instrumented == fm.instrumented
+    assert again.files['o\'neil \\ "runs"/again.py'].instrumented == fm.instrumented
 
 
 def test_a_loop_call_names_its_changeset(tmp_path: Path) -> None:

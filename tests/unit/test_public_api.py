@@ -2,7 +2,6 @@
 nothing; the compiler leaves a hand-written module's loops as written and gives them its ids.
 """
 
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -128,5 +127,3 @@ def test_a_handwritten_loop_takes_the_compilers_id_for_its_place(tmp_path: Path)
 
 
 # --- end to end ---------------------------------------------------------------------------------
-
-

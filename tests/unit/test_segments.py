@@ -55,4 +55,3 @@ def test_workers_get_the_recordings_thread_count_or_fewer_workers_run() -> None:
     assert (tp.workers, tp.threads, tp.note) == (3, None, None)
     tp = plan_threads(4, recorded=16, asked=None, cores=16, gpus=4)  # a GPU each: all run
     assert (tp.workers, tp.threads) == (4, 4) and "the recording used 16" in (tp.note or "")
-
