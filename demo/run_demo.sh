@@ -41,7 +41,7 @@ from pathlib import Path
 path = Path("train.py")
 src = path.read_text()
 anchor = '    print(f"epoch {epoch} train_loss {train_loss / n_train:.4f} valid_acc {valid_acc:.4f}")\n'
-added = '    print(f"hindsight epoch {epoch} weight_norm {model.fc1.weight.norm().item():.4f}")\n'
+added = '    print(f"hindsight: epoch {epoch} weight_norm {model.fc1.weight.norm().item():.4f}")\n'
 if src.count(anchor) != 1:
     raise SystemExit("demo: the epoch print in train.py was not found; cannot add the hindsight print")
 path.write_text(src.replace(anchor, anchor + added))

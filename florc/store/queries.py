@@ -148,7 +148,8 @@ class ValueTable:
 
 def column(name: str) -> str:
     """The wide table's column of a value name: the name, or `logged_<name>` for a name that is
-    a key column's (`epoch 3` printed is column logged_epoch; epoch is the main loop's value)."""
+    a key column's (`epoch 3` printed is column logged_epoch; epoch is the main loop's value).
+    A printed epoch or step equal to the key column's value is left out (wide)."""
     return f"logged_{name}" if name in KEY_COLUMNS else name
 
 
@@ -173,6 +174,8 @@ def wide(values: list[NamedValue], names: list[str] | None = None) -> ValueTable
                 "step": v.step,
             },
         )
+        if v.name in ("epoch", "step") and _same_number(row[v.name], v.value):
+            continue  # `epoch 3` printed in epoch 3: the key column already says so
         name = column(v.name)
         row[name] = v.value
         columns.setdefault(name, None)
@@ -186,6 +189,10 @@ def wide(values: list[NamedValue], names: list[str] | None = None) -> ValueTable
     return ValueTable(
         all_columns, [{c: rows[k].get(c) for c in all_columns} for k in sorted(rows, key=order)]
     )
+
+
+def _same_number(key: Any, value: float) -> bool:
+    return isinstance(key, (int, float)) and not isinstance(key, bool) and key == value
 
 
 def value_table(
