@@ -142,8 +142,8 @@ def test_logs_and_runs_tables(tmp_path: Path) -> None:
     csv = florc(["logs", "--format", "csv", "--long"], tmp_path)
     assert csv.stdout.splitlines()[0].startswith("run,kind,statement")
     wide = florc(["logs", "--format", "csv"], tmp_path).stdout.splitlines()
-    assert wide[0] == "run,source,epoch,iteration,step,logged_epoch,w,final"
-    assert wide[3].startswith("1,record,3,2,,3.0,") and float(wide[3].split(",")[-2]) == float(
+    assert wide[0] == "run,source,epoch,iteration,step,w,final"  # epoch printed = epoch column
+    assert wide[3].startswith("1,record,3,2,,") and float(wide[3].split(",")[-2]) == float(
         values[0].split()[-1]
     )
 

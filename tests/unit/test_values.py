@@ -147,3 +147,20 @@ def test_named_values_keep_the_latest_replay(tmp_path: Path) -> None:
 def test_a_string_value_is_no_name() -> None:
     assert parse_values("model='resnet 3' lr 0.1") == [("lr", 0.1)]
     assert parse_values("opt=adam lr 0.1") == [("lr", 0.1)]
+
+
+def test_wide_rows_keep_a_printed_epoch_only_where_it_differs_from_the_loops() -> None:
+    from florc.store.queries import wide
+    from florc.store.values import NamedValue
+
+    def value(iteration: int, epoch: int, name: str, x: float) -> NamedValue:
+        return NamedValue(1, "record", None, iteration, epoch, None, "train.py:9", name, x)
+
+    same = wide([value(0, 0, "epoch", 0.0), value(0, 0, "loss", 0.5)])
+    assert same.columns == ["run", "source", "epoch", "iteration", "step", "loss"]
+    assert same.rows == [
+        {"run": 1, "source": "record", "epoch": 0, "iteration": 0, "step": None, "loss": 0.5}
+    ]
+    shifted = wide([value(0, 0, "epoch", 1.0), value(0, 0, "loss", 0.5)])  # printed 1-based
+    assert shifted.columns[-2:] == ["logged_epoch", "loss"]
+    assert shifted.rows[0]["logged_epoch"] == 1.0 and shifted.rows[0]["epoch"] == 0
