@@ -294,7 +294,8 @@ def export(
 ) -> ExportResult:
     """Write the recorded and replayed values of the runs spec and where choose (default: every
     recorded run) where `to` (tensorboard, mlflow, wandb) expects them: under out (default:
-    the store's export/<to>), MLflow into tracking_uri (default: a SQLite file there)."""
+    the store's export/tensorboard; W&B: its wandb/ folder there), MLflow into tracking_uri
+    (default: a SQLite file there)."""
     from florc.export import mlflow, tensorboard, wandb
     from florc.export.runs import choose, gather
 
@@ -308,7 +309,7 @@ def export(
     if to == "tensorboard":
         return tensorboard.export(runs, out or base / "tensorboard")
     if to == "wandb":
-        return wandb.export(runs, out or base / "wandb")
+        return wandb.export(runs, out or base)
     folder = out or base
     return mlflow.export(
         runs, tracking_uri or mlflow.default_uri(folder), artifacts=folder / "mlflow-artifacts"

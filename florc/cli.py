@@ -401,8 +401,8 @@ def logs(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="The folder to write into (default: .florc/export/<target>; MLflow: its SQLite file "
-    "and artifacts).",
+    help="The folder to write into (default: .florc/export/tensorboard for TensorBoard; "
+    ".florc/export for MLflow's SQLite file and W&B's wandb/ folder).",
 )
 @click.option("--where", multiple=True, help=api.WHERE_HELP + " Repeatable.")
 @click.option(

@@ -17,6 +17,7 @@ from florc.errors import UsageError
 from florc.export.runs import EPOCH, STEP, Point, RunValues, missing_extra
 
 RECORDED_STYLE: dict[str, Any] = {"linestyle": "-", "marker": ".", "linewidth": 1.6}
+LABEL_WIDTH = 40
 REPLAYED_STYLE: dict[str, Any] = {
     "linestyle": "--",
     "marker": "o",
@@ -62,6 +63,7 @@ def plot(runs: list[RunValues], name: str, out: Path) -> PlotResult:
     ax = fig.add_subplot()
     colours = colormaps["tab10"]
     result = PlotResult(str(out), name, axis)
+    labels = _labels([rv for rv in runs if chosen[rv.run]])
     for i, rv in enumerate(runs):
         pts = [
             p
@@ -79,7 +81,7 @@ def plot(runs: list[RunValues], name: str, out: Path) -> PlotResult:
             if not line:
                 continue
             xs, ys = zip(*line)
-            ax.plot(xs, ys, color=colours(i % 10), label=f"{rv.label}, {word}", **style)
+            ax.plot(xs, ys, color=colours(i % 10), label=f"{labels[rv.run]}, {word}", **style)
             result.points += len(line)
             if source not in result.sources:
                 result.sources.append(source)
@@ -99,3 +101,18 @@ def plot(runs: list[RunValues], name: str, out: Path) -> PlotResult:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     return result
+
+
+def _labels(runs: list[RunValues]) -> dict[int, str]:
+    """`run 3 (lr=0.1)`: each run with the arguments that tell it from the others drawn (those
+    its command line gave where none differ)."""
+    keys = list(dict.fromkeys(k for rv in runs for k in rv.params))
+    differ = [k for k in keys if len({rv.params.get(k) for rv in runs}) > 1]
+    out = {}
+    for rv in runs:
+        args = {k: rv.params[k] for k in differ if k in rv.params} if differ else rv.shown
+        text = " ".join(f"{k}={v}" for k, v in args.items())
+        if len(text) > LABEL_WIDTH:
+            text = text[: LABEL_WIDTH - 1].rstrip() + "…"
+        out[rv.run] = f"run {rv.run}" + (f" ({text})" if text else "")
+    return out

@@ -1,5 +1,5 @@
 """W&B: one offline run folder per florc run (`wandb/offline-run-*-florc-3-1a2b3c4d/` under the
-output folder), which `wandb sync` uploads.
+output folder, as W&B's own `dir` setting puts it), which `wandb sync` uploads.
 
 Each W&B run holds all the values of its florc run: the series of runs.py (NAME recorded,
 `replay/NAME` replayed) on a custom x axis, `florc_epoch` or `florc_step`
@@ -7,7 +7,7 @@ Each W&B run holds all the values of its florc run: the series of runs.py (NAME 
 order they come in. Its id is the florc run's stable key: syncing a later export replaces the
 W&B run of an earlier one instead of adding a second. An export writes a new folder only for a
 run whose values or arguments changed since the last one, and removes that run's earlier folder
-(`florc-export.json` in the output folder says which folder holds which run). The config is the
+(`wandb/florc-export.json` says which folder holds which run). The config is the
 run's arguments, with `florc_run` and `florc_commit`.
 """
 
@@ -71,25 +71,26 @@ def export(runs: list[RunValues], out: Path) -> ExportResult:
         import wandb
     except ImportError:
         raise missing_extra("W&B", "wandb") from None
-    out.mkdir(parents=True, exist_ok=True)
-    manifest_path = out / MANIFEST
+    runs_dir = out / "wandb"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = runs_dir / MANIFEST
     manifest: dict[str, Any] = {}
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
     result = ExportResult(
-        "wandb", str(out), f"wandb sync {out / 'wandb'}/offline-run-*", [r.run for r in runs]
+        "wandb", str(runs_dir), f"wandb sync {runs_dir}/offline-run-*", [r.run for r in runs]
     )
     with _environment():
         for rv in runs:
             entry = manifest.get(rv.key, {})
             kept = entry.get("folder")
             current = digest(rv)
-            if entry.get("digest") == current and kept and (out / kept).is_dir():
+            if entry.get("digest") == current and kept and (runs_dir / kept).is_dir():
                 result.skipped += len(rv.points)
                 continue
             folder = _write(wandb, rv, out)
-            if kept and kept != folder and (out / kept).is_dir():
-                shutil.rmtree(out / kept)
+            if kept and kept != folder and (runs_dir / kept).is_dir():
+                shutil.rmtree(runs_dir / kept)
             manifest[rv.key] = {"run": rv.run, "folder": folder, "digest": current}
             manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
             result.written += len(rv.points)
@@ -111,7 +112,7 @@ def _settings(wandb: Any) -> Any:
 
 
 def _write(wandb: Any, rv: RunValues, out: Path) -> str:
-    """Write rv as a W&B offline run; the run folder, relative to out."""
+    """Write rv as a W&B offline run under out/wandb/; the run folder's name."""
     config = {**rv.params, "florc_run": rv.run, "florc_commit": rv.commit}
     run = wandb.init(
         dir=str(out),
@@ -137,4 +138,4 @@ def _write(wandb: Any, rv: RunValues, out: Path) -> str:
         folder = Path(run.dir).parent  # run.dir is the run folder's files/
     finally:
         run.finish()
-    return os.path.relpath(folder.resolve(), out.resolve())
+    return folder.name
