@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,16 @@ def default_uri(folder: Path) -> str:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """MLflow and alembic say INFO lines when they create a store's tables: keep them out."""
+    """MLflow and alembic say INFO lines when they create a store's tables, and SQLAlchemy warns
+    of what MLflow uses: keep them out of florc's output."""
     loggers = [logging.getLogger(n) for n in ("mlflow", "alembic")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
