@@ -219,6 +219,7 @@ def test_tensorboard_hparams_hold_the_runs_arguments(project: Path) -> None:
     assert infos == [{"lr": "0.1", "epochs": "3"}]
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # SQLAlchemy, of MLflow
 def test_mlflow_sqlite_store_read_back_and_reexport_adds_no_points(project: Path) -> None:
     import mlflow
     from mlflow.tracking import MlflowClient
