@@ -52,6 +52,16 @@ def _environment() -> Iterator[None]:
                 os.environ[k] = v
 
 
+@contextlib.contextmanager
+def _service(wandb: Any) -> Iterator[None]:
+    """W&B's service process writes a run's files after `finish` returns; ending the service
+    waits for them, so every folder is whole when the export returns."""
+    try:
+        yield
+    finally:
+        wandb.teardown()
+
+
 def project_name(script: str) -> str:
     """A W&B project for the script: `train.py` -> train, `src/train.py` -> src-train."""
     stem = script[: -len(".py")] if script.endswith(".py") else script
@@ -80,7 +90,7 @@ def export(runs: list[RunValues], out: Path) -> ExportResult:
     result = ExportResult(
         "wandb", str(runs_dir), f"wandb sync {runs_dir}/offline-run-*", [r.run for r in runs]
     )
-    with _environment():
+    with _environment(), _service(wandb):
         for rv in runs:
             entry = manifest.get(rv.key, {})
             kept = entry.get("folder")
