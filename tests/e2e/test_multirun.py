@@ -173,3 +173,58 @@ def test_where_chooses_the_runs_by_argument(recorded: Path, tmp_path: Path) -> N
     none = florc(["replay", "train.py", "--where", "lr=9"], work)
     assert none.returncode != 0 and "no recorded run of train.py with lr=9" in none.stderr
     assert "Traceback" not in none.stderr
+
+
+def test_statements_in_a_local_module_go_into_each_runs_recorded_module(tmp_path: Path) -> None:
+    """examples/trainer_class: the loops live in trainer.py. Run 2's trainer.py clips gradients
+    (a change away from the statements); the epoch-level statement goes into each run's own
+    trainer.py, the after-loop one into its train.py."""
+    from helpers import EXAMPLES
+
+    work = tmp_path / "project"
+    shutil.copytree(EXAMPLES / "trainer_class", work)
+    trainer = (work / "trainer.py").read_text()
+    clipped = trainer.replace(
+        "        loss.backward()\n",
+        "        loss.backward()\n"
+        "        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)\n",
+    )
+    assert clipped != trainer
+    script = (work / "train.py").read_text()
+    epoch_line = '            print(f"epoch {epoch} loss {self.epoch_loss:.6f}")\n'
+    after_line = 'print(f"train acc {acc:.4f}")\n'
+    assert epoch_line in trainer and after_line in script
+
+    def edited(trainer_text: str) -> tuple[str, str]:
+        return (
+            trainer_text.replace(
+                epoch_line,
+                epoch_line + '            print(f"HS lr {self.optimizer.defaults[\'lr\']} '
+                'epoch {epoch} count {count} loss {self.epoch_loss:.6f}")\n',
+            ),
+            script.replace(
+                after_line, after_line + 'print(f"HS lr {args.lr} after acc {acc:.6f}")\n'
+            ),
+        )
+
+    for text, lr in ((trainer, "0.05"), (clipped, "0.1")):
+        (work / "trainer.py").write_text(text)
+        rec = florc(["record", "train.py", "--lr", lr], work)
+        assert rec.returncode == 0, rec.stderr
+    new_trainer, new_script = edited(clipped)
+    (work / "trainer.py").write_text(new_trainer)
+    (work / "train.py").write_text(new_script)
+    rep = florc(["replay", "train.py", "--runs", "all", "--epochs", "3-4"], work)
+    assert rep.returncode == 0, rep.stderr
+    got = [ln for ln in rep.stdout.splitlines() if ln.startswith("HS ")]
+    want = []
+    for text, lr in ((trainer, "0.05"), (clipped, "0.1")):
+        plain_trainer, plain_script = edited(text)
+        (work / "trainer.py").write_text(plain_trainer)
+        (work / "train.py").write_text(plain_script)
+        plain = python("train.py", work, ["--lr", lr])
+        assert plain.returncode == 0, plain.stderr
+        lines = [ln for ln in plain.stdout.splitlines() if ln.startswith("HS ")]
+        want += [ln for ln in lines if " epoch 3 " in ln or " epoch 4 " in ln or " after " in ln]
+    assert len(want) == 2 * 3 and got == want
+    assert "trainer.py:" in rep.stderr and "2 runs replayed" in rep.stderr
