@@ -67,8 +67,7 @@ BATCH = (
     '        print(f"hindsight lr {args.lr} epoch {epoch} step {i} gnorm {gnorm:.6f}")\n'
 )
 EPOCH = (
-    '    print(f"hindsight lr {args.lr} epoch {epoch} wnorm '
-    '{float(model[0].weight.norm()):.6f}")\n'
+    '    print(f"hindsight lr {args.lr} epoch {epoch} wnorm {float(model[0].weight.norm()):.6f}")\n'
 )
 
 
@@ -153,7 +152,7 @@ def test_dry_run_says_where_each_statement_goes_and_replays_nothing(
     # run 1 (version 1): the statements go to lines 25-26 and 30 of its code
     assert "run 1 · lr=0.05 · commit" in dry.stderr
     assert "train.py:25 → train.py:25  `gnorm = sum(" in dry.stderr
-    assert "train.py:30 → train.py:30  `print(f\"hindsight lr {args.lr} epoch {epoch}" in (
+    assert 'train.py:30 → train.py:30  `print(f"hindsight lr {args.lr} epoch {epoch}' in (
         dry.stderr
     )
     assert "in for epoch in range(args.epochs), after `for i in range(0, 48, 16)`" in dry.stderr
@@ -199,7 +198,7 @@ def test_statements_in_a_local_module_go_into_each_runs_recorded_module(tmp_path
         return (
             trainer_text.replace(
                 epoch_line,
-                epoch_line + '            print(f"HS lr {self.optimizer.defaults[\'lr\']} '
+                epoch_line + "            print(f\"HS lr {self.optimizer.defaults['lr']} "
                 'epoch {epoch} count {count} loss {self.epoch_loss:.6f}")\n',
             ),
             script.replace(
