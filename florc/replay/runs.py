@@ -30,7 +30,7 @@ from florc.replay.executors import cpu_count, florc_command, worker_vars
 from florc.report import Reporter, plural
 from florc.store.index import Store
 from florc.store.queries import commit_text, short_args
-from florc.store.selection import select_runs, shown_params
+from florc.store.selection import run_params, select_runs, shown_params
 
 PLAN_FORMAT = 1
 
@@ -116,11 +116,10 @@ def replay_runs(
             meta = store.run(run)
             assert meta is not None
             metas[run] = meta
-            item = RunReplay(
-                run,
-                short_args(shown_params(meta)) or "(no arguments)",
-                commit_text(meta.get("env", {})) or "-",
-            )
+        args = _telling_args(list(metas.values()))
+        for run in ids:
+            meta = metas[run]
+            item = RunReplay(run, args[run], commit_text(meta.get("env", {})) or "-")
             chosen.append(item)
             recorded = store.sources(run)
             placing = place_statements(path, root, recorded, run)
@@ -154,6 +153,20 @@ def replay_runs(
         _show_replay(item, reporter)
     _summary(chosen, reporter)
     return RunsResult(chosen, dry_run=False)
+
+
+def _telling_args(metas: list[dict[str, Any]]) -> dict[int, str]:
+    """Per run, the arguments that tell the chosen runs apart (all of a run's given ones where
+    only one run is chosen or none differ): `lr=0.1`, not the ten options every run shares."""
+    params = {m["id"]: run_params(m) for m in metas}
+    keys = {k for p in params.values() for k in p}
+    differ = sorted(k for k in keys if len({p.get(k) for p in params.values()}) > 1)
+    out = {}
+    for m in metas:
+        p = params[m["id"]]
+        telling = {k: p[k] for k in differ if k in p}
+        out[m["id"]] = short_args(telling or shown_params(m)) or "(no arguments)"
+    return out
 
 
 def _show_placing(item: RunReplay, reporter: Reporter) -> None:
