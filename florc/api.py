@@ -29,6 +29,7 @@ from florc.record import RecordResult, new_hash_seed, recorded_hash_seed
 from florc.record import record as _record
 from florc.replay.prepare import prepare
 from florc.replay.results import ReplayResult, ReplayStats, SegmentRecord
+from florc.replay.runs import RunReplay, RunsResult
 from florc.report import Recorded, Reporter, Silent, plural
 from florc.runtime.fidelity import Verdict, VerdictKind
 from florc.runtime.policy import DEFAULT_BUDGET
@@ -52,6 +53,8 @@ __all__ = [
     "Recorded",
     "ReplayResult",
     "ReplayStats",
+    "RunReplay",
+    "RunsResult",
     "Reporter",
     "RunRow",
     "SegmentRecord",
@@ -74,6 +77,8 @@ __all__ = [
     "record",
     "recorded_hash_seed",
     "replay",
+    "replay_runs",
+    "run_replay_child",
     "report",
     "run_worker",
     "runs",
@@ -163,9 +168,12 @@ def replay(
     address: str | None = None,
     threads: int | None = None,
     reporter: Reporter | None = None,
+    sources: dict[str, str] | None = None,
 ) -> ReplayResult:
     """Show the edited script's new log statements for `epochs` of a recorded run (default:
-    the script's latest). threads: torch threads per worker (default: the recording's)."""
+    the script's latest). threads: torch threads per worker (default: the recording's);
+    sources: relpath -> text to compile instead of the files (replay_runs gives each run its
+    recorded sources with the statements placed)."""
     from florc.replay.retry import retry as _retry
     from florc.replay.run import replay as _replay
 
@@ -176,10 +184,52 @@ def replay(
         raise UsageError(f"--threads {threads}: give 1 or more")
     if executor not in ("local", "ray"):
         raise UsageError(f"--executor {executor}: give local or ray")
-    with prepare(script, run, allow_changes, store_dir, say) as prep:
+    with prepare(script, run, allow_changes, store_dir, say, sources) as prep:
         if retry:
             return _retry(prep, say, executor, address, threads)
         return _replay(prep, epochs, say, workers, executor, address, threads)
+
+
+def replay_runs(
+    script: str,
+    spec: str | None = None,
+    where: list[str] | None = None,
+    epochs: str = "all",
+    dry_run: bool = False,
+    store_dir: Path | None = None,
+    workers: int = 1,
+    threads: int | None = None,
+    allow_changes: bool = False,
+    reporter: Reporter | None = None,
+) -> RunsResult:
+    """Place the current script's log statements into each chosen recorded run's sources
+    (spec: all, 3,5,9, 2-4, since:DATE, latest; where: key=value filters) and replay `epochs`
+    of each, in parallel; with dry_run, only say where each statement would go."""
+    from florc.replay.runs import replay_runs as _replay_runs
+
+    if workers < 1:
+        raise UsageError(f"--workers {workers}: give 1 or more")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads {threads}: give 1 or more")
+    return _replay_runs(
+        script,
+        spec,
+        where,
+        epochs,
+        reporter or Silent(),
+        store_dir,
+        dry_run,
+        workers,
+        threads,
+        allow_changes,
+    )
+
+
+def run_replay_child(plan_file: Path) -> int:
+    """One run of a `replay --runs` (started by replay_runs): replay it as its plan says."""
+    from florc.replay.runs import run_child
+
+    return run_child(plan_file, replay)
 
 
 def verify(

@@ -177,6 +177,18 @@ def record(
     help="Torch threads per worker (default: as many as the recording used, for the same "
     "floating-point sums; fewer workers run when the cores do not hold them all).",
 )
+@click.option(
+    "--runs",
+    "spec",
+    default=None,
+    help="Replay in many recorded runs: all, 3,5,9, 2-4 or since:2026-11-01.",
+)
+@click.option("--where", multiple=True, metavar="KEY=VALUE", help=api.WHERE_HELP)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Only show where each new statement would go in each run's code (with --runs).",
+)
 def replay(
     script: str,
     epochs: str,
@@ -187,11 +199,34 @@ def replay(
     executor: str,
     address: str | None,
     threads: int | None,
+    spec: str | None,
+    where: tuple[str, ...],
+    dry_run: bool,
 ) -> None:
     """Re-run SCRIPT's new log statements for past epochs, restoring the rest from checkpoints.
 
+    With --runs (or --where), in each chosen recorded run: the statements are placed into the
+    code that run recorded, then each run is replayed from its own checkpoints, in parallel.
+
     Ends with a fidelity line: whether the values replay recomputed match the recording.
     """
+    if spec is not None or where or dry_run:
+        if run_id is not None:
+            raise click.UsageError("give either --run or --runs, not both")
+        if retry or executor != "local":
+            raise click.UsageError("--runs replays locally; --retry and --executor are for one run")
+        many = api.replay_runs(
+            script,
+            spec if spec is not None else ("all" if where else "latest"),
+            list(where),
+            epochs,
+            dry_run=dry_run,
+            workers=workers,
+            threads=threads,
+            allow_changes=allow_changes,
+            reporter=Terminal(),
+        )
+        sys.exit(many.exit_code)
     _run_with_hash_seed(api.recorded_hash_seed(script, run_id))
     result = api.replay(
         script,
@@ -232,6 +267,13 @@ def segment(plan: Path) -> None:
     """One worker of a parallel replay (started by `florc replay --workers N`): run the
     segment its PLAN file describes."""
     sys.exit(api.run_worker(plan, reporter=Terminal()))
+
+
+@cli.command("_replay_run", hidden=True)
+@click.argument("plan", type=click.Path(path_type=Path))
+def replay_run(plan: Path) -> None:
+    """One run of `florc replay --runs` (started by it): replay the run its PLAN file names."""
+    sys.exit(api.run_replay_child(plan))
 
 
 @cli.command()

@@ -7,6 +7,7 @@ The parent of a parallel replay prepares once; each worker gets its share as a p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,10 +120,12 @@ def prepare(
     allow_changes: bool,
     store_dir: Path | None,
     reporter: Reporter | None,
+    sources: Mapping[str, str] | None = None,
 ) -> PreparedReplay:
     """Compile the edited script, align it with the recorded run's sources, and check that a
     replay can be faithful (or is allowed not to be). reporter: where to say what a replay
-    should know (None: say nothing)."""
+    should know (None: say nothing); sources: the edited version's texts (relpath -> text)
+    where they are not the files' (a recorded version with log statements placed: runs.py)."""
     path = script_path(script)
     root = find_root(path)
     location = store_location(root, store_dir)
@@ -132,7 +135,7 @@ def prepare(
     store = Store(root, location)
     try:
         store.hold_shared()
-        return _prepare(path, root, store, script, relpath, run, allow_changes, reporter)
+        return _prepare(path, root, store, script, relpath, run, allow_changes, reporter, sources)
     except BaseException:
         store.close()
         raise
@@ -147,12 +150,13 @@ def _prepare(
     run: int | None,
     allow_changes: bool,
     reporter: Reporter | None,
+    sources: Mapping[str, str] | None = None,
 ) -> PreparedReplay:
     run, meta = recorded_run(store, relpath, script, run)
     from florc.transforms.align import compile_and_align
 
     # each version of each file parsed once; nothing of the syntax trees is kept
-    compiled = compile_and_align(path, root, store.sources(run))
+    compiled = compile_and_align(path, root, store.sources(run), sources)
     result, alignment = compiled.result, compiled.alignment
     edited = {rel: fm.source for rel, fm in result.files.items()}
     if not alignment.faithful:

@@ -227,12 +227,18 @@ class ReplayCompile:
     run_after_loop: bool  # new_statement_after_main_loop: replay runs on past the main loop
 
 
-def compile_and_align(script: Path, root: Path, recorded: Mapping[str, str]) -> ReplayCompile:
+def compile_and_align(
+    script: Path,
+    root: Path,
+    recorded: Mapping[str, str],
+    sources: Mapping[str, str] | None = None,
+) -> ReplayCompile:
     """Compile the edited project (with the recorded version's identifiers as known names) and
-    align it with the recorded sources (relpath -> text), each source text parsed once."""
+    align it with the recorded sources (relpath -> text), each source text parsed once.
+    sources: the edited version's texts where they are not the files' (relpath -> text)."""
     with shared_parses(), paused_gc():
         known = {rel: identifiers(text) for rel, text in recorded.items()}
-        compiled = compile_modules(script, root, known_names=known)
+        compiled = compile_modules(script, root, known_names=known, sources=sources)
         alignment = align_modules(recorded, compiled.modules)
         after = new_statement_after_main_loop(
             alignment.new_statement_lines, compiled.modules, compiled.result.main_loop

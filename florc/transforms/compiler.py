@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,12 +148,16 @@ def compile_project(
 
 
 def compile_modules(
-    script: Path, root: Path, known_names: dict[str, frozenset[str]] | None = None
+    script: Path,
+    root: Path,
+    known_names: dict[str, frozenset[str]] | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> Compiled:
     """compile_project, with the analysed modules (for aligning them with a recorded version
-    without analysing them again)."""
+    without analysing them again). sources: relpath -> text of files to compile instead of
+    what is on disk (a recorded version with log statements placed in it)."""
     with paused_gc():
-        return _compile_project(script.resolve(), root.resolve(), known_names)
+        return _compile_project(script.resolve(), root.resolve(), known_names, sources)
 
 
 @contextmanager
@@ -170,9 +174,12 @@ def paused_gc() -> Iterator[None]:
 
 
 def _compile_project(
-    script: Path, root: Path, known_names: dict[str, frozenset[str]] | None
+    script: Path,
+    root: Path,
+    known_names: dict[str, frozenset[str]] | None,
+    sources: Mapping[str, str] | None = None,
 ) -> Compiled:
-    modules = discover_modules(script, root, known_names)
+    modules = discover_modules(script, root, known_names, sources=sources)
     project = Project(modules)
     main = find_main_loop(project, modules[0])
     files: dict[str, FileManifest] = {}
@@ -207,8 +214,11 @@ def discover_modules(
     root: Path,
     known_names: dict[str, frozenset[str]] | None = None,
     script_source: str | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> list[ModuleInfo]:
-    """The script and the project modules it imports (transitively), parsed and collected."""
+    """The script and the project modules it imports (transitively), parsed and collected.
+    script_source: the script's text, if not the file's; sources: relpath -> text for any
+    file, if not the file's."""
     modules: list[ModuleInfo] = []
     seen: set[Path] = set()
     todo: list[tuple[Path, str]] = [(script, "__main__")]
@@ -220,6 +230,8 @@ def discover_modules(
         relpath = str(path.relative_to(root)) if path.is_relative_to(root) else path.name
         if script_source is not None and path == script:
             source = script_source
+        elif sources is not None and relpath in sources:
+            source = sources[relpath]
         else:
             source = read_source(path, relpath)
         # a file the recorded run did not have: every name is new
