@@ -1,5 +1,5 @@
 """Export and plot end to end: two runs of a script recorded with different arguments, an
-epoch-level and a batch-level print added and replayed in each, then `florc export` to
+epoch-level and a batch-level print added and replayed across both (`replay --runs all`), then `florc export` to
 TensorBoard, MLflow and W&B and `florc plot`; what each tracker reads back equals what a plain
 run of the edited script prints.
 """
@@ -56,17 +56,17 @@ def expected(stdout: str) -> dict[tuple[str, int], float]:
 
 
 def record_and_replay(project: Path) -> dict[int, dict[tuple[str, int], float]]:
-    """Record a run per learning rate, add the prints, replay each run; what each run's
-    exported values must be."""
+    """Record a run per learning rate, add the prints, replay them into every run (`--runs
+    all`); what each run's exported values must be."""
     (project / "train.py").write_text(SCRIPT)
     for lr in LRS:
         rec = florc(["record", "train.py", "--lr", lr], project)
         assert rec.returncode == 0, rec.stderr
     (project / "train.py").write_text(edited())
+    rep = florc(["replay", "train.py", "--runs", "all"], project)
+    assert rep.returncode == 0, rep.stderr
     want = {}
     for run, lr in enumerate(LRS, start=1):
-        rep = florc(["replay", "train.py", "--run", str(run)], project)
-        assert rep.returncode == 0, rep.stderr
         plain = python("train.py", project, ["--lr", lr])
         assert plain.returncode == 0, plain.stderr
         want[run] = expected(plain.stdout)
