@@ -1,19 +1,21 @@
 """MLflow: one MLflow run per florc run, in an experiment named after the script, in the
 tracking store the user names (default: a SQLite file beside florc's other exports).
 
-Metrics are the series of runs.py (NAME recorded, `replay/NAME` replayed) with their x as the
-metric's step, written with `MlflowClient.log_batch` (at most 1000 metrics a call). The run's
-arguments are its params. Tags: `florc.run` (the run's id, by which a later export finds the
-MLflow run again), `florc.key` (the run's stable key, telling it from a run of the same id in
-another project), `florc.source` (record, replay, or record,replay: what its metrics hold),
-`florc.replays`, and the git commit and script as MLflow's own `mlflow.source.*` tags. A
-(metric, step) the MLflow run already has is not logged again.
+Metrics are the series of runs.py (NAME recorded, `replay/NAME` replayed; a character MLflow
+does not allow in a name becomes `_`) with their x as the metric's step, written with
+`MlflowClient.log_batch` (at most 1000 metrics a call). The run's arguments are its params.
+Tags: `florc.run` (the run's id, by which a later export finds the MLflow run again),
+`florc.key` (the run's stable key, telling it from a run of the same id in another project),
+`florc.source` (record, replay, or record,replay: what its metrics hold), `florc.replays`, and
+the git commit and script as MLflow's own `mlflow.source.*` tags. A (metric, step) the MLflow
+run already has is not logged again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,15 @@ from florc.export.runs import RunValues, missing_extra
 BATCH = 1000  # MLflow's limit on the entities of one log_batch call
 MAX_PARAMS, MAX_TAGS = 100, 100
 MAX_PARAM_VALUE = 6000
+
+
+_NOT_IN_A_NAME = re.compile(r"[^/\w.\- :]")
+
+
+def metric_key(series: str) -> str:
+    """The MLflow metric of a series: MLflow allows letters, digits, `_ - . / :` and spaces in
+    a name, anything else becomes `_` (`top@1` -> top_1)."""
+    return _NOT_IN_A_NAME.sub("_", series)
 
 
 def default_uri(folder: Path) -> str:
@@ -70,12 +81,12 @@ def export(runs: list[RunValues], tracking_uri: str, artifacts: Path | None = No
                 experiments[rv.script] = _experiment(client, rv.script, artifacts)
             run_id, existing_params = _run(client, experiments[rv.script], rv)
             have: set[tuple[str, int]] = set()
-            for key in {p.series for p in rv.points}:
+            for key in {metric_key(p.series) for p in rv.points}:
                 have |= {(key, m.step) for m in client.get_metric_history(run_id, key)}
             metrics = [
-                Metric(p.series, p.value, int(p.wall_time * 1000), p.x)
+                Metric(metric_key(p.series), p.value, int(p.wall_time * 1000), p.x)
                 for p in rv.points
-                if (p.series, p.x) not in have
+                if (metric_key(p.series), p.x) not in have
             ]
             params = [
                 Param(k, v[:MAX_PARAM_VALUE])

@@ -263,6 +263,13 @@ def test_mlflow_sqlite_store_read_back_and_reexport_adds_no_points(project: Path
     assert len(client.search_runs([experiment.experiment_id])) == 2
 
 
+def test_mlflow_metric_keys_are_names_mlflow_allows() -> None:
+    from florc.export.mlflow import metric_key
+
+    assert metric_key("replay/val loss:top-1.x") == "replay/val loss:top-1.x"
+    assert metric_key("acc@1(train)") == "acc_1_train_"
+
+
 def test_wandb_offline_run_holds_the_values_and_reexport_replaces_it(project: Path) -> None:
     out = project / "wb"
     first = api.export(project, "wandb", out=out)
