@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # florc demo: record two training runs, add a print statement afterwards, replay only the
 # epochs you ask for, replay the statement across both runs, then look at the store, the
-# values by name, and a plot. Run it with `make demo`.
+# values by name, a plot and a TensorBoard export. Run it with `make demo`.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -64,5 +64,8 @@ step "6. florc logs --where lr=0.1 --format csv  (the values by name: one row pe
 step "7. florc plot weight_norm --out weight_norm.png  (the replayed value over epochs, one line per run)"
 "$FLORC" plot weight_norm --out weight_norm.png
 ls -l weight_norm.png
+
+step "8. florc export --to tensorboard  (recorded and replayed values as TensorBoard event files, a folder per run)"
+"$FLORC" export --to tensorboard
 
 step "Done. (Set KEEP_DEMO=1 to keep the work folder.)"

@@ -8,6 +8,7 @@ this module only, so everything it needs is here, re-exported where it lives els
     record                        florc/record.py
     replay, verify, run_worker    florc/replay/
     runs, logs, gc                florc/store/queries.py
+    export, plot                  florc/export/
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from florc.check import instrument as _instrument
 from florc.check import report as _report
 from florc.contract import START_LOOP
 from florc.errors import FlorcError, UsageError
+from florc.export import TARGETS, ExportResult
+from florc.export.plot import PlotResult
 from florc.project import find_root, store_location
 from florc.record import RecordResult, new_hash_seed, recorded_hash_seed
 from florc.record import record as _record
@@ -37,12 +40,15 @@ from florc.store.selection import RUNS_HELP, WHERE_HELP
 
 __all__ = [
     "DEFAULT_BUDGET",
+    "EXPORT_TARGETS",
     "RUNS_HELP",
     "WHERE_HELP",
     "CheckResult",
+    "ExportResult",
     "FlorcError",
     "GcResult",
     "LogRow",
+    "PlotResult",
     "RecordResult",
     "Recorded",
     "ReplayResult",
@@ -59,11 +65,13 @@ __all__ = [
     "VerdictKind",
     "__version__",
     "check",
+    "export",
     "gc",
     "install_hook",
     "instrument",
     "logs",
     "new_hash_seed",
+    "plot",
     "plural",
     "project_root",
     "record",
@@ -78,6 +86,9 @@ __all__ = [
     "values",
     "verify",
 ]
+
+
+EXPORT_TARGETS = TARGETS
 
 
 def project_root(folder: Path) -> Path:
@@ -312,3 +323,62 @@ def gc(
         return GcResult([], 0, 0)
     with Store(root, location) as store:
         return queries.gc(store, runs, keep_last)
+
+
+# --- export and plot -------------------------------------------------------------------
+
+
+def export_folder(root: Path, store_dir: Path | None = None) -> Path:
+    """Where exports go unless told: the store's export/ folder."""
+    return store_location(root, store_dir) / "export"
+
+
+def export(
+    root: Path,
+    to: str,
+    spec: str | None = None,
+    where: list[str] | None = None,
+    out: Path | None = None,
+    tracking_uri: str | None = None,
+    store_dir: Path | None = None,
+) -> ExportResult:
+    """Write the recorded and replayed values of the runs spec and where choose (default: every
+    recorded run) where `to` (tensorboard, mlflow, wandb) expects them: under out (default:
+    the store's export/tensorboard; W&B: its wandb/ folder there), MLflow into tracking_uri
+    (default: a SQLite file there)."""
+    from florc.export import mlflow, tensorboard, wandb
+    from florc.export.runs import choose, gather
+
+    if to not in TARGETS:
+        raise UsageError(f"--to {to}: give one of {', '.join(TARGETS)}")
+    if tracking_uri is not None and to != "mlflow":
+        raise UsageError("--tracking-uri is for --to mlflow")
+    with Store(root, store_location(root, store_dir), readonly=True) as store:
+        runs = gather(store, choose(store, spec, where))
+    base = export_folder(root, store_dir)
+    if to == "tensorboard":
+        return tensorboard.export(runs, out or base / "tensorboard")
+    if to == "wandb":
+        return wandb.export(runs, out or base)
+    folder = out or base
+    return mlflow.export(
+        runs, tracking_uri or mlflow.default_uri(folder), artifacts=folder / "mlflow-artifacts"
+    )
+
+
+def plot(
+    root: Path,
+    name: str,
+    out: Path,
+    spec: str | None = None,
+    where: list[str] | None = None,
+    store_dir: Path | None = None,
+) -> PlotResult:
+    """Draw the value `name` over the epochs of the runs spec and where choose (default: every
+    recorded run) into the PNG out: one colour per run, recorded solid, replayed dashed."""
+    from florc.export.plot import plot as _plot
+    from florc.export.runs import choose, gather
+
+    with Store(root, store_location(root, store_dir), readonly=True) as store:
+        runs = gather(store, choose(store, spec, where))
+    return _plot(runs, name, out)

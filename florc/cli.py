@@ -430,6 +430,82 @@ def logs(
     _emit(table.rows, table.columns, fmt)
 
 
+@cli.command()
+@click.argument("spec", metavar="[RUNS]", required=False)
+@click.option(
+    "--to",
+    "target",
+    type=click.Choice(list(api.EXPORT_TARGETS)),
+    required=True,
+    help="TensorBoard event files, an MLflow tracking store, or W&B offline runs.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The folder to write into (default: .florc/export/tensorboard for TensorBoard; "
+    ".florc/export for MLflow's SQLite file and W&B's wandb/ folder).",
+)
+@click.option("--where", multiple=True, help=api.WHERE_HELP + " Repeatable.")
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow: the tracking store (default: sqlite:///.florc/export/mlflow.db).",
+)
+def export(
+    spec: str | None,
+    target: str,
+    out: Path | None,
+    where: tuple[str, ...],
+    tracking_uri: str | None,
+) -> None:
+    """Write recorded and replayed values of RUNS where a tracker reads them.
+
+    RUNS: all (the default), 3,5,9, 2-4 or since:2026-11-01. Each florc run becomes a
+    TensorBoard folder run-N, an MLflow run or a W&B offline run; replayed values are named
+    replay/NAME. Exporting again writes only what is new."""
+    result = api.export(
+        _root(), target, spec=spec, where=list(where), out=out, tracking_uri=tracking_uri
+    )
+    runs = ", ".join(map(str, result.runs))
+    already = f" ({result.skipped} already there)" if result.skipped else ""
+    click.echo(
+        f"exported {result.written} values of {api.plural(len(result.runs), 'run')} ({runs}) "
+        f"to {_shown(result.location)}{already}"
+    )
+    click.echo(f"open it: {_shown(result.open_command)}")
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("spec", metavar="[RUNS]", required=False)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The PNG file to write (default: NAME.png).",
+)
+@click.option("--where", multiple=True, help=api.WHERE_HELP + " Repeatable.")
+def plot(name: str, spec: str | None, out: Path | None, where: tuple[str, ...]) -> None:
+    """Draw the value NAME over the epochs of RUNS (default: all recorded runs) into a PNG.
+
+    One colour per run; recorded values solid, replayed ones dashed with markers."""
+    if out is None:
+        out = Path("".join(c if c.isalnum() or c in "._-" else "_" for c in name) + ".png")
+    result = api.plot(_root(), name, out, spec=spec, where=list(where))
+    click.echo(
+        f"plotted {result.points} values of {name} over {result.axis}s for "
+        f"{api.plural(len(result.runs), 'run')} ({', '.join(map(str, result.runs))}) "
+        f"into {result.path}"
+    )
+
+
+def _shown(text: str) -> str:
+    """Paths under the current folder as relative ones."""
+    cwd = str(Path.cwd())
+    return text.replace(cwd + os.sep, "").replace(cwd, ".")
+
+
 def _root() -> Path:
     return api.project_root(Path.cwd())
 

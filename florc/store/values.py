@@ -105,6 +105,8 @@ class NamedValue:
     statement: str  # "relpath:line" of the statement that wrote it
     name: str
     value: float
+    # a writer's add_scalar(tag, value, global_step): step is the script's own global step
+    writer: bool = False
 
 
 def scalar(text: str) -> float | None:
@@ -183,6 +185,7 @@ def named_values(store: Store, runs: list[int] | None = None) -> list[NamedValue
             continue  # a recorded statement's output, shown again
         epoch = json.loads(row["epoch"]) if row["epoch"] else None
         into = recorded_out if meta["kind"] == "record" else replayed
+        writer = "add_scalar" in row["name"] and _EXACT.match(row["value"]) is not None
         for name, value in parse_values(row["value"]):
             into.append(
                 NamedValue(
@@ -195,6 +198,7 @@ def named_values(store: Store, runs: list[int] | None = None) -> list[NamedValue
                     statement=row["statement"],
                     name=name,
                     value=value,
+                    writer=writer,
                 )
             )
     # the latest replay of each (run, iteration, step, statement, name)

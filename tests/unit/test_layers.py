@@ -26,6 +26,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "florc.transforms": ("florc.contract", "florc.project", "florc.errors", "florc._version"),
     "florc.runtime": ("florc.contract", "florc.store", "florc.errors", "florc._version"),
     "florc.vcs": ("florc.errors", "florc.project"),
+    # export and plot: read the store, write where trackers read; never compile or replay
+    "florc.export": ("florc.store", "florc.project", "florc.errors", "florc._version"),
     # orchestration: everything below it
     "florc.launch": (*FOUNDATION, "florc.store", "florc.transforms", "florc.runtime", "florc.vcs"),
     "florc.record": (
@@ -55,6 +57,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "florc.replay",
         "florc.check",
         "florc.vcs",
+        "florc.export",
     ),
     # the CLI reaches florc through the API alone
     "florc.cli": ("florc.api",),
@@ -69,6 +72,7 @@ FORBIDDEN_PACKAGES = {
     "florc.contract": ("libcst", "click", "torch"),
     "florc.transforms": ("click",),
     "florc.api": ("click",),
+    "florc.export": ("libcst", "click", "torch"),
 }
 
 
