@@ -170,7 +170,9 @@ def _telling_args(metas: list[dict[str, Any]]) -> dict[int, str]:
 
 
 def _show_placing(item: RunReplay, reporter: Reporter) -> None:
-    head = f"run {item.run} · {item.args} · commit {item.commit}"
+    head = f"run {item.run} · {item.args}" + (
+        f" · commit {item.commit}" if item.commit != "-" else ""
+    )
     if item.skipped:
         reporter.note(f"{head}: skipped —")
         for reason in item.skipped:
