@@ -134,7 +134,13 @@ def replay_runs(
                 for p in placing.placed
             ]
             item.skipped = [str(u) for u in placing.unplaced]
-            if not placing.unplaced and not placing.placed:
+            item.skipped += [
+                f"{rel}, which run {run} imported, is no longer on disk; restore it to replay "
+                f"this run (git checkout {meta['env'].get('git_commit') or 'COMMIT'} -- {rel})"
+                for rel in sorted(recorded)
+                if not (root / rel).is_file()
+            ]
+            if not item.skipped and not placing.placed:
                 item.skipped = [
                     f"run {run}'s code already has every log statement of {relpath}: "
                     "nothing new to replay"
