@@ -493,8 +493,14 @@ class FlorDBProject:
 
 
 def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
+    """The last line that says something; with the lines before it where it is a bare word
+    (git's "Aborting" follows the reason it gives)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if len(lines[-1]) < 20:
+        return " / ".join(lines[-4:])[:300]
+    return lines[-1][:300]
 
 
 # ---------------------------------------------------------------------------------------------
