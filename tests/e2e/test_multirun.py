@@ -150,7 +150,7 @@ def test_dry_run_says_where_each_statement_goes_and_replays_nothing(
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout == ""
     # run 1 (version 1): the statements go to lines 25-26 and 30 of its code
-    assert "run 1 · lr=0.05 · commit" in dry.stderr
+    assert "run 1 · lr=0.05: 3 statements placed" in dry.stderr
     assert "train.py:25 → train.py:25  `gnorm = sum(" in dry.stderr
     assert 'train.py:30 → train.py:30  `print(f"hindsight lr {args.lr} epoch {epoch}' in (
         dry.stderr
