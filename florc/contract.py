@@ -53,7 +53,8 @@ class CompileResult:
     main_loop: str | None
     main_loop_reason: str
     files: dict[str, FileManifest]  # by relpath
-    main_loop_rule: str = ""  # "pragma" | "trains" | "fallback" | "" (no main loop)
+    # "pragma" | "trains" | "fallback" | "framework" (a framework's epochs) | "" (no main loop)
+    main_loop_rule: str = ""
     # the call that hands training to an installed package, when no loop of the project trains:
     # {"framework": "PyTorch Lightning", "code": "trainer.fit(model)", "relpath", "line", "col"}
     framework: dict[str, Any] | None = None
@@ -82,6 +83,25 @@ class CompileResult:
             for rel, fm in data["files"].items()
         }
         return cls(**{**data, "files": files})
+
+
+# a main loop that is a framework's epochs (PyTorch Lightning's `trainer.fit`): its id names the
+# call that runs them, "relpath:<lightning>:line"; the runtime drives it from the framework's hooks
+LIGHTNING_MARK = "<lightning>"
+
+
+def lightning_loop_id(relpath: str, line: int) -> str:
+    return f"{relpath}:{LIGHTNING_MARK}:{line}"
+
+
+def is_lightning_loop(loop_id: str | None) -> bool:
+    return loop_id is not None and f":{LIGHTNING_MARK}:" in loop_id
+
+
+def lightning_fit_line(loop_id: str) -> tuple[str, int]:
+    """(relpath, line) of the fit call a Lightning main loop's id names."""
+    relpath, _, line = loop_id.rsplit(":", 2)
+    return relpath, int(line)
 
 
 # the recorded start state (RNGs before the script's first line) is stored as this loop's

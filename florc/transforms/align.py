@@ -20,8 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from florc.contract import CompileResult
+from florc.contract import CompileResult, is_lightning_loop, lightning_fit_line
 from florc.transforms.compiler import compile_modules, identifiers, module_name_for, paused_gc
+from florc.transforms.mainloop import scope_at
 from florc.transforms.modules import LoopInfo, ModuleInfo, analyse_module
 from florc.transforms.syntax import names_in, shared_parses
 
@@ -183,6 +184,9 @@ def new_statement_after_main_loop(
     whatever the indentation of the lines in between (a triple-quoted string whose lines start
     at column 0 does not end it).
     """
+    if is_lightning_loop(main_loop):
+        assert main_loop is not None
+        return _after_framework_call(new_statements, modules, main_loop)
     found = _loop(modules, main_loop) if main_loop is not None else None
     if found is None:
         return False
@@ -200,6 +204,23 @@ def new_statement_after_main_loop(
         if line < loop.line and scopes.get(line) == loop.scope:
             continue  # before the loop, in its scope
         return True
+    return False
+
+
+def _after_framework_call(
+    new_statements: Mapping[str, tuple[int, int]], modules: Sequence[ModuleInfo], main_loop: str
+) -> bool:
+    """A framework's epochs as the main loop (`trainer.fit(...)`): a new statement after the
+    call, in the scope that makes it, runs after the loop; one anywhere else (a hook of the
+    LightningModule, a callback, code before the call) runs during or before it."""
+    relpath, line = lightning_fit_line(main_loop)
+    info = next((m for m in modules if m.relpath == relpath), None)
+    if info is None:
+        return False
+    scope = scope_at(info, line)
+    for sid, (start, _) in new_statements.items():
+        if sid.rsplit(":", 1)[0] == relpath and start > line and scope_at(info, start) == scope:
+            return True
     return False
 
 
