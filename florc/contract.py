@@ -86,22 +86,18 @@ class CompileResult:
 
 
 # a main loop that is a framework's epochs (PyTorch Lightning's `trainer.fit`): its id names the
-# call that runs them, "relpath:<lightning>:line"; the runtime drives it from the framework's hooks
+# file of the call that runs them, "relpath:<lightning>:0" (stable when lines are added above
+# it; CompileResult.framework says where the call is); the runtime drives it from the
+# framework's hooks (runtime/lightning.py)
 LIGHTNING_MARK = "<lightning>"
 
 
-def lightning_loop_id(relpath: str, line: int) -> str:
-    return f"{relpath}:{LIGHTNING_MARK}:{line}"
+def lightning_loop_id(relpath: str) -> str:
+    return f"{relpath}:{LIGHTNING_MARK}:0"
 
 
 def is_lightning_loop(loop_id: str | None) -> bool:
     return loop_id is not None and f":{LIGHTNING_MARK}:" in loop_id
-
-
-def lightning_fit_line(loop_id: str) -> tuple[str, int]:
-    """(relpath, line) of the fit call a Lightning main loop's id names."""
-    relpath, _, line = loop_id.rsplit(":", 2)
-    return relpath, int(line)
 
 
 # the recorded start state (RNGs before the script's first line) is stored as this loop's

@@ -35,7 +35,7 @@ import tempfile
 import types
 from typing import Any
 
-from florc.contract import LoopManifest, is_lightning_loop, lightning_fit_line
+from florc.contract import LoopManifest, is_lightning_loop
 from florc.errors import UsageError
 from florc.runtime import api
 from florc.runtime import state as st
@@ -74,8 +74,7 @@ class LightningScope(st.Scope):
             return st.MISSING
         if path not in self.cache:
             if path == "lightning":
-                connector = self.trainer._checkpoint_connector
-                self.cache[path] = connector.dump_checkpoint(weights_only=False)
+                self.cache[path] = dump_at_epoch_start(self.trainer)
             else:
                 self.cache[path] = st.capture_rng()
         return self.cache[path]
@@ -89,6 +88,33 @@ class LightningScope(st.Scope):
     def close(self) -> None:
         self.live = False
         self.cache = {}
+
+
+def dump_at_epoch_start(trainer: Any) -> dict[str, Any]:
+    """Lightning's checkpoint of the state at an epoch's start, as Lightning resumes it.
+
+    At `on_train_epoch_start` the epoch loop still holds the last epoch's batch counts; it
+    resets them only after the hooks, when it starts the epoch. A checkpoint with those counts
+    resumes as an epoch already run to its end, so the dump is taken with them reset as the
+    epoch loop is about to reset them; the live counters are left as they were."""
+    epoch_loop = trainer.fit_loop.epoch_loop
+    progress = [
+        epoch_loop.batch_progress,
+        epoch_loop.scheduler_progress,
+        epoch_loop.automatic_optimization.optim_progress,
+    ]
+    val_total = epoch_loop.val_loop.batch_progress.total
+    saved = [p.state_dict() for p in progress]
+    saved_val = val_total.state_dict()
+    try:
+        for p in progress:
+            p.reset_on_run()
+        val_total.reset()
+        return dict(trainer._checkpoint_connector.dump_checkpoint(weights_only=False))
+    finally:
+        for p, state in zip(progress, saved):
+            p.load_state_dict(state)
+        val_total.load_state_dict(saved_val)
 
 
 class LightningLoop(MainLoop):
@@ -117,7 +143,13 @@ class LightningLoop(MainLoop):
             self.first = epoch
             rng = self.lightning.restored.pop("rng", None)
             if rng is not None:
+                # Lightning resumed: it made this epoch's data iterator before the hooks, with
+                # the generators as they were; the recording made it after them, from the
+                # boundary's generators. Put those back, then make the iterator again.
                 st.restore_rng(rng)
+                fetcher = getattr(self.lightning.trainer.fit_loop, "_data_fetcher", None)
+                if fetcher is not None:
+                    iter(fetcher)
         else:
             self.lightning.live = True
             try:
@@ -146,12 +178,12 @@ class LightningLoop(MainLoop):
 
 
 def manifest_for(loop_id: str, framework: dict[str, Any] | None) -> LoopManifest:
-    relpath, line = lightning_fit_line(loop_id)
+    fw = framework or {}
     return LoopManifest(
         loop_id=loop_id,
-        relpath=relpath,
-        line=line,
-        col=int((framework or {}).get("col", 0)),
+        relpath=str(fw.get("relpath", loop_id.rsplit(":", 2)[0])),
+        line=int(fw.get("line", 0)),
+        col=int(fw.get("col", 0)),
         kind="for",
         scope="",
         parent_loop=None,
@@ -163,9 +195,8 @@ def manifest_for(loop_id: str, framework: dict[str, Any] | None) -> LoopManifest
 
 
 def _where(session: Any, loop: LightningLoop) -> str:
-    fw = getattr(session, "framework", None) or {}
-    col = fw.get("col", loop.manifest.col)
-    return f"{loop.manifest.relpath}:{loop.manifest.line}:{col}"
+    m = loop.manifest
+    return f"{m.relpath}:{m.line}:{m.col}"
 
 
 def refusal(trainer: Any) -> str | None:
@@ -254,7 +285,7 @@ def patch_trainer(module: types.ModuleType) -> None:
     signature = inspect.signature(original)
 
     def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
-        session = api._session
+        session: Any = api._session
         if (
             session is None
             or not is_lightning_loop(getattr(session, "main_loop_id", None))

@@ -193,7 +193,7 @@ def _compile_project(
         main_loop=(
             main.loop.loop_id
             if main.loop
-            else lightning_loop_id(fw.relpath, fw.line)
+            else lightning_loop_id(fw.relpath)
             if fw is not None and main.rule == "framework"
             else None
         ),
