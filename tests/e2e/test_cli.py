@@ -266,8 +266,9 @@ def test_training_inside_a_framework_is_named_by_record_replay_and_report(
         "(`trainer.train()`); "
         "florc cannot checkpoint a loop inside an installed package yet." in rec.stderr
     )
-    assert f"nothing to replay: the training loop is inside Hugging Face transformers ({where})" in (
-        rec.stderr
+    assert (
+        f"nothing to replay: the training loop is inside Hugging Face transformers ({where})"
+        in (rec.stderr)
     )
     assert "transformers is not installed in the Python florc runs with" in rec.stderr
     assert "0 main-loop iterations" not in rec.stderr
