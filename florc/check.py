@@ -195,6 +195,11 @@ def report(script: str) -> str:
     main = result.loop(result.main_loop) if result.main_loop else None
     if main is not None:
         out.append(f"main loop: {main.relpath}:{main.line} ({result.main_loop_reason})")
+    elif result.main_loop_rule == "framework":
+        out.append(
+            f"main loop: {result.main_loop_reason} — each epoch is an iteration, checkpointed at "
+            "its start (docs/FRAMEWORKS.md)"
+        )
     else:
         out.append(f"main loop: none — {result.main_loop_reason}")
         out.append(f"  {what_works(result)}")

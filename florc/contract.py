@@ -53,7 +53,8 @@ class CompileResult:
     main_loop: str | None
     main_loop_reason: str
     files: dict[str, FileManifest]  # by relpath
-    main_loop_rule: str = ""  # "pragma" | "trains" | "fallback" | "" (no main loop)
+    # "pragma" | "trains" | "fallback" | "framework" (a framework's epochs) | "" (no main loop)
+    main_loop_rule: str = ""
     # the call that hands training to an installed package, when no loop of the project trains:
     # {"framework": "PyTorch Lightning", "code": "trainer.fit(model)", "relpath", "line", "col"}
     framework: dict[str, Any] | None = None
@@ -82,6 +83,21 @@ class CompileResult:
             for rel, fm in data["files"].items()
         }
         return cls(**{**data, "files": files})
+
+
+# a main loop that is a framework's epochs (PyTorch Lightning's `trainer.fit`): its id names the
+# file of the call that runs them, "relpath:<lightning>:0" (stable when lines are added above
+# it; CompileResult.framework says where the call is); the runtime drives it from the
+# framework's hooks (runtime/lightning.py)
+LIGHTNING_MARK = "<lightning>"
+
+
+def lightning_loop_id(relpath: str) -> str:
+    return f"{relpath}:{LIGHTNING_MARK}:0"
+
+
+def is_lightning_loop(loop_id: str | None) -> bool:
+    return loop_id is not None and f":{LIGHTNING_MARK}:" in loop_id
 
 
 # the recorded start state (RNGs before the script's first line) is stored as this loop's

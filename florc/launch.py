@@ -107,6 +107,8 @@ def describe_main(result: CompileResult) -> str:
         return f"no main loop of its own: training runs inside {fw['framework']}"
     if result.main_loop is None:
         return "no main loop found"
+    if result.main_loop_rule == "framework" and fw:
+        return f"main loop: {fw['framework']}'s epochs, `{fw['code']}` at {framework_where(fw)}"
     lp = result.loop(result.main_loop)
     assert lp is not None
     blocks = sum(

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from florc.contract import is_lightning_loop
 from florc.errors import UsageError
 from florc.launch import environment
 from florc.replay.epochs import epochs_text, parse_epochs
@@ -51,6 +52,8 @@ def replay(
     if not values:
         raise UsageError(prep.nothing_to_replay())
     targets, how = parse_epochs(epochs, values)
+    if is_lightning_loop(prep.result.main_loop):
+        how = "PyTorch Lightning's epochs (trainer.current_epoch, from 0)"
     recorded_threads = meta["env"].get("torch_threads")
     per_worker = threads  # None: the recording's count
     if executor == "local" and workers > 1 and len(targets) > 1:

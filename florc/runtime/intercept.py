@@ -22,7 +22,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from florc.runtime import api
+from florc.runtime import api, lightning
 
 WRITER_MODULES = ("torch.utils.tensorboard.writer", "tensorboardX.writer")
 _WRAPPED = "__florc_wrapped__"
@@ -172,6 +172,8 @@ def _writer(module: types.ModuleType) -> None:
 PATCHES: dict[str, Callable[[types.ModuleType], None]] = {
     "argparse": _argparse,
     **{name: _writer for name in WRITER_MODULES},
+    # Lightning's fit, driven as the main loop when the compile result says so (lightning.py)
+    **{name: lightning.patch_trainer for name in lightning.TRAINER_MODULES},
 }
 
 

@@ -109,6 +109,10 @@ class NamedScope(st.Scope):
 class MainLoop:
     """The main loop's role. Boundary b is the state before iteration b (after iteration b-1)."""
 
+    # whether replay may restore a checkpoint at a boundary inside the loop (a framework's
+    # epochs are restored only before the loop starts: lightning.py)
+    restores_inside = True
+
     def __init__(
         self, session: Session, manifest: LoopManifest, named: NamedScope | None = None
     ) -> None:

@@ -192,6 +192,8 @@ class ReplaySession(Session):
 
     def _restore_latest(self, main: MainLoop, target: int, b: int) -> int | None:
         """Restore the latest usable checkpoint in (b, target]; its boundary, or None."""
+        if b > 0 and not main.restores_inside:
+            return None
         for c in range(target, b, -1):
             key = (main.loop_id, c, 0)
             row = self.plan.checkpoints.get(key)

@@ -20,6 +20,7 @@ from typing import Any
 
 from florc.contract import FileManifest
 from florc.runtime import api, capture, intercept
+from florc.runtime.lightning import FrameworkRefused
 from florc.runtime.session import ReplayFinished, Session
 
 # compile_module(path, module name) -> (code object, the file's compile result), or None to
@@ -131,6 +132,9 @@ def run_script(
             outcome = RunOutcome("failed", 1, str(code_))
     except KeyboardInterrupt:
         outcome = RunOutcome("interrupted", 130, "interrupted (Ctrl-C)")
+    except FrameworkRefused as exc:  # said where the script calls the framework, no traceback
+        capture.real_stderr().write(f"florc: {exc}\n")
+        outcome = RunOutcome("failed", exc.exit_code, str(exc))
     except BaseException as exc:  # noqa: BLE001 - the user's own error, shown as Python would
         capture.real_stderr().write(format_user_traceback(exc))
         outcome = RunOutcome("failed", 1, f"{type(exc).__name__}: {exc}")

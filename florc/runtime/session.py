@@ -42,6 +42,7 @@ class Session:
         self.store = store
         self.run_id = run_id
         self.main_loop_id: str | None = compiled.main_loop
+        self.framework: dict[str, Any] | None = compiled.framework  # the fit call, if any
         self.loops: dict[str, LoopManifest] = {}
         self.loops_at: dict[tuple[str, int], LoopManifest] = {}  # (file, line) -> its loop
         self.statement_code: dict[str, str] = {}

@@ -20,8 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from florc.contract import CompileResult
+from florc.contract import CompileResult, is_lightning_loop
 from florc.transforms.compiler import compile_modules, identifiers, module_name_for, paused_gc
+from florc.transforms.mainloop import scope_at
 from florc.transforms.modules import LoopInfo, ModuleInfo, analyse_module
 from florc.transforms.syntax import names_in, shared_parses
 
@@ -167,6 +168,7 @@ def new_statement_after_main_loop(
     new_statements: Mapping[str, tuple[int, int]],
     modules: Sequence[ModuleInfo],
     main_loop: str | None,
+    framework: Mapping[str, object] | None = None,
 ) -> bool:
     """Whether a replay has to run on past the main loop for the new log statements to run.
 
@@ -177,12 +179,15 @@ def new_statement_after_main_loop(
 
     new_statements: "relpath:line" -> (first line, last line) of each new log statement of the
     edited version (Alignment.new_statement_lines); modules: the edited version as analysed
-    (Compiled.modules); main_loop: the main loop's id (CompileResult.main_loop).
+    (Compiled.modules); main_loop: the main loop's id (CompileResult.main_loop); framework: the
+    call a framework main loop runs from (CompileResult.framework).
 
     Where the loop ends comes from the syntax tree: its body ends with its last statement,
     whatever the indentation of the lines in between (a triple-quoted string whose lines start
     at column 0 does not end it).
     """
+    if is_lightning_loop(main_loop):
+        return framework is not None and _after_framework_call(new_statements, modules, framework)
     found = _loop(modules, main_loop) if main_loop is not None else None
     if found is None:
         return False
@@ -200,6 +205,25 @@ def new_statement_after_main_loop(
         if line < loop.line and scopes.get(line) == loop.scope:
             continue  # before the loop, in its scope
         return True
+    return False
+
+
+def _after_framework_call(
+    new_statements: Mapping[str, tuple[int, int]],
+    modules: Sequence[ModuleInfo],
+    framework: Mapping[str, object],
+) -> bool:
+    """A framework's epochs as the main loop (`trainer.fit(...)`): a new statement after the
+    call, in the scope that makes it, runs after the loop; one anywhere else (a hook of the
+    LightningModule, a callback, code before the call) runs during or before it."""
+    relpath, line = str(framework["relpath"]), int(str(framework["line"]))
+    info = next((m for m in modules if m.relpath == relpath), None)
+    if info is None:
+        return False
+    scope = scope_at(info, line)
+    for sid, (start, _) in new_statements.items():
+        if sid.rsplit(":", 1)[0] == relpath and start > line and scope_at(info, start) == scope:
+            return True
     return False
 
 
@@ -241,6 +265,9 @@ def compile_and_align(
         compiled = compile_modules(script, root, known_names=known, sources=sources)
         alignment = align_modules(recorded, compiled.modules)
         after = new_statement_after_main_loop(
-            alignment.new_statement_lines, compiled.modules, compiled.result.main_loop
+            alignment.new_statement_lines,
+            compiled.modules,
+            compiled.result.main_loop,
+            compiled.result.framework,
         )
     return ReplayCompile(compiled.result, alignment, after)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import libcst as cst
 
-from florc.contract import CompileResult, FileManifest, LoopManifest
+from florc.contract import CompileResult, FileManifest, LoopManifest, lightning_loop_id
 from florc.errors import SourceError
 from florc.project import is_project_file
 from florc.transforms.clocks import ClockTaint, log_statement_shapes, project_taints
@@ -190,7 +190,13 @@ def _compile_project(
     result = CompileResult(
         script=modules[0].relpath,
         root=str(root),
-        main_loop=main.loop.loop_id if main.loop else None,
+        main_loop=(
+            main.loop.loop_id
+            if main.loop
+            else lightning_loop_id(fw.relpath)
+            if fw is not None and main.rule == "framework"
+            else None
+        ),
         main_loop_reason=main.reason,
         main_loop_rule=main.rule,
         framework=dataclasses.asdict(fw) if fw is not None else None,

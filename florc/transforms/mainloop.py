@@ -25,7 +25,7 @@ import libcst as cst
 
 from florc.transforms.modules import LoopInfo, ModuleInfo
 from florc.transforms.resolve import ProjectIndex
-from florc.transforms.syntax import dotted, source_children, source_preorder
+from florc.transforms.syntax import dotted, scope_qualname, source_children, source_preorder
 
 TRAINING_STEP = "a training step (`.backward()` or an optimizer step)"
 
@@ -80,6 +80,13 @@ def find_main_loop(project: ProjectIndex, script: ModuleInfo) -> MainLoop:
         lp, why = found
         return MainLoop(lp, "trains", f"the outermost loop that trains: it reaches {why.text()}")
     framework = find_framework_call(project, script)
+    if framework is not None and framework.framework in DRIVEN:
+        return MainLoop(
+            None,
+            "framework",
+            f"{framework.framework}'s epochs: {framework.code} at {framework.where()}",
+            framework,
+        )
     if framework is not None:
         return MainLoop(
             None,
@@ -319,6 +326,31 @@ FRAMEWORKS = (
     _Framework("fastai", ("fastai",), ("fit", "fit_one_cycle", "fine_tune", "fit_flat_cos")),
     _Framework("PyTorch Ignite", ("ignite",), ("run",), (), "trainer|engine"),
 )
+
+
+# the frameworks whose epochs florc drives as its main loop (runtime/lightning.py)
+DRIVEN = ("PyTorch Lightning",)
+
+
+def scope_at(module: ModuleInfo, line: int) -> str:
+    """The qualname of the innermost function or class whose body holds `line` ("<module>")."""
+    return scope_qualname(_scopes_at(module, module.tree, line, []))
+
+
+def _scopes_at(
+    module: ModuleInfo, node: cst.CSTNode, line: int, scopes: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    for c in node.children:
+        start, end = module.position(c)[0], module.end_line(c)
+        if end and not start <= line <= end:
+            continue
+        if isinstance(c, (cst.FunctionDef, cst.ClassDef)):
+            kind = "def" if isinstance(c, cst.FunctionDef) else "class"
+            return _scopes_at(module, c.body, line, [*scopes, (kind, c.name.value)])
+        found = _scopes_at(module, c, line, scopes)
+        if found is not scopes:
+            return found
+    return scopes
 
 
 def _imported_packages(module: ModuleInfo) -> set[str]:

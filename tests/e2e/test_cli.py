@@ -228,72 +228,56 @@ def test_record_deterministic_switches_torch_to_deterministic_mode(tmp_path: Pat
     assert florc(["record", "train.py"], tmp_path).stdout.strip() == "deterministic False"
 
 
-LIGHTNING = """\
+TRANSFORMERS = """\
 import torch
-import pytorch_lightning as pl
-from torch.utils.data import DataLoader, TensorDataset
+from transformers import Trainer, TrainingArguments
 
-
-class LitRegressor(pl.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.layer = torch.nn.Linear(4, 1)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = torch.nn.functional.mse_loss(self.layer(x), y)
-        self.log("train_loss", loss)
-        return loss
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
-data = TensorDataset(torch.randn(32, 4), torch.randn(32, 1))
-model = LitRegressor()
-trainer = pl.Trainer(max_epochs=3)
-trainer.fit(model, DataLoader(data, batch_size=8))
+data = [{"x": torch.randn(4)} for _ in range(8)]
+model = torch.nn.Linear(4, 1)
+trainer = Trainer(model=model, args=TrainingArguments("out"), train_dataset=data)
+trainer.train()
 """
 
 
 def test_training_inside_a_framework_is_named_by_record_replay_and_report(
     tmp_path: Path,
 ) -> None:
-    project = make(tmp_path, LIGHTNING)
-    where = "train.py:24:1"
+    project = make(tmp_path, TRANSFORMERS)
+    where = "train.py:7:1"
     report = florc(["instrument", "--report", "train.py"], project)
     assert report.returncode == 0, report.stderr
     first, hint = report.stdout.splitlines()[:2]
     assert first == (
-        "main loop: none — the training loop is inside PyTorch Lightning: "
-        f"trainer.fit(model, DataLoader(data, batch_size=8)) at {where}; "
+        "main loop: none — the training loop is inside Hugging Face transformers: "
+        f"trainer.train() at {where}; "
         "florc cannot checkpoint a loop inside an installed package yet"
     )
     assert "Record runs the script unchanged" in hint and "# florc: main-loop" in hint
 
-    # pytorch_lightning is not installed here: the script fails as a plain run does, and
+    # transformers is not installed here: the script fails as a plain run does, and
     # florc says which package is missing and what a recording of this script can do
     plain = python("train.py", project)
     rec = florc(["record", "train.py"], project)
     assert rec.returncode == plain.returncode == 1
-    assert "ModuleNotFoundError: No module named 'pytorch_lightning'" in plain.stderr
+    assert "ModuleNotFoundError: No module named 'transformers'" in plain.stderr
     assert plain.stderr.strip().splitlines()[-1] in rec.stderr
     assert (
-        f"florc: {where}: the training loop runs inside PyTorch Lightning "
-        "(`trainer.fit(model, DataLoader(data, batch_size=8))`); "
+        f"florc: {where}: the training loop runs inside Hugging Face transformers "
+        "(`trainer.train()`); "
         "florc cannot checkpoint a loop inside an installed package yet." in rec.stderr
     )
-    assert f"nothing to replay: the training loop is inside PyTorch Lightning ({where})" in (
-        rec.stderr
+    assert (
+        f"nothing to replay: the training loop is inside Hugging Face transformers ({where})"
+        in (rec.stderr)
     )
-    assert "pytorch_lightning is not installed in the Python florc runs with" in rec.stderr
+    assert "transformers is not installed in the Python florc runs with" in rec.stderr
     assert "0 main-loop iterations" not in rec.stderr
 
     rep = florc(["replay", "train.py", "--epochs", "last"], project)
     assert rep.returncode == 2
     assert rep.stderr.startswith(
         f"florc: run 1 has no main-loop iterations to replay. {where}: the training loop runs "
-        "inside PyTorch Lightning"
+        "inside Hugging Face transformers"
     )
     assert "run the edited script again" in rep.stderr and "Traceback" not in rep.stderr
 

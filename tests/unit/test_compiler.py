@@ -596,7 +596,7 @@ for epoch in range(3):
     assert result.loop("data.py:Corpus.tokenize:0") is not None
 
 
-def test_training_handed_to_a_framework_is_named(tmp_path: Path) -> None:
+def test_lightning_fit_is_the_main_loop(tmp_path: Path) -> None:
     script = """\
 import pytorch_lightning as pl
 from model import LitModel
@@ -616,7 +616,9 @@ trainer.fit(model)
         "    def training_step(self, batch, batch_idx):\n        return self.layer(batch).sum()\n"
     )
     result = compile_files(tmp_path, {"model.py": model, "train.py": script})
-    assert result.main_loop is None  # the tokenizing loop does not become the fallback
+    # Lightning's epochs are the main loop (the tokenizing loop does not become the fallback)
+    assert result.main_loop == "train.py:<lightning>:0"
+    assert result.main_loop_rule == "framework"
     assert result.framework == {
         "framework": "PyTorch Lightning",
         "code": "trainer.fit(model)",
@@ -624,13 +626,32 @@ trainer.fit(model)
         "line": 10,
         "col": 1,
     }
-    assert result.main_loop_reason.startswith(
-        "the training loop is inside PyTorch Lightning: trainer.fit(model) at train.py:10:1"
+    assert result.main_loop_reason == (
+        "PyTorch Lightning's epochs: trainer.fit(model) at train.py:10:1"
     )
+    # the id does not move when lines are added above the call
+    moved = compile_files(tmp_path, {"model.py": model, "train.py": "import os\n" + script})
+    assert moved.main_loop == result.main_loop and moved.framework["line"] == 11
     # a loop of the script's own that trains wins over the framework call
     own = script + "for batch in [torch.ones(2)]:\n    model.training_step(batch, 0).backward()\n"
     result = compile_files(tmp_path, {"model.py": model, "train.py": "import torch\n" + own})
     assert result.main_loop == "train.py:<module>:2" and result.framework is None
+
+
+def test_training_handed_to_another_framework_is_named(tmp_path: Path) -> None:
+    script = """\
+from transformers import Trainer, TrainingArguments
+
+trainer = Trainer(model=None, args=TrainingArguments("out"))
+trainer.train()
+"""
+    result = compile_files(tmp_path, {"train.py": script})
+    assert result.main_loop is None and result.main_loop_rule == ""
+    assert result.framework is not None
+    assert result.framework["framework"] == "Hugging Face transformers"
+    assert result.main_loop_reason.startswith(
+        "the training loop is inside Hugging Face transformers: trainer.train() at train.py:4:1"
+    )
 
 
 FIRE = """\
