@@ -64,12 +64,18 @@ def _recorded(tmp_path: Path) -> tuple[Path, str]:
     return project, rec.stdout
 
 
-def _replayed(level: str, tmp_path: Path, project: Path, spec: str, workers: int = 1) -> None:
+def _plain_lines(level: str, tmp_path: Path) -> list[str]:
     plain = python("train.py", _edited(level, tmp_path / f"plain-{level}"))
     assert plain.returncode == 0, plain.stderr
     lines = hindsight_lines(plain.stdout)
     assert lines, f"{level}: the edit printed nothing in a plain run"
     assert epochs_in(lines) == ([] if level == "after" else list(range(6)))
+    return lines
+
+
+def _replayed(
+    level: str, lines: list[str], tmp_path: Path, project: Path, spec: str, workers: int = 1
+) -> None:
     work = _edited(level, tmp_path / f"replay-{level}-{workers}", base=project)
     args = ["replay", "train.py", "--epochs", spec]
     rep = florc([*args, "--workers", str(workers)] if workers > 1 else args, work)
@@ -80,6 +86,7 @@ def _replayed(level: str, tmp_path: Path, project: Path, spec: str, workers: int
     assert re.search(r"fidelity: exact \(\d+ recorded values", rep.stderr), rep.stderr
     if workers > 1:
         assert f"from the checkpoint before epoch {first}" in rep.stderr, rep.stderr
+        assert f"from the checkpoint before epoch {(first + last + 1) // 2}" in rep.stderr
 
 
 @pytest.mark.smoke
@@ -106,12 +113,14 @@ def test_transformers_step_evaluation_and_after_statements_with_one_and_two_work
 ) -> None:
     project, _ = _recorded(tmp_path)
     # compute_loss: dropout draws from torch's generator, the one restored at the epoch start
-    _replayed("batch", tmp_path, project, "2-3")
-    _replayed("batch", tmp_path, project, "1-4", workers=2)
-    _replayed("evaluation", tmp_path, project, "2-3")
-    _replayed("evaluation", tmp_path, project, "1-4", workers=2)
-    # after train(): training runs on silently; its returned training_loss is the full run's
-    _replayed("after", tmp_path, project, "2-3")
+    batch = _plain_lines("batch", tmp_path)
+    _replayed("batch", batch, tmp_path, project, "2-3")
+    _replayed("batch", batch, tmp_path, project, "1-4", workers=2)
+    evaluation = _plain_lines("evaluation", tmp_path)
+    _replayed("evaluation", evaluation, tmp_path, project, "2-3")
+    _replayed("evaluation", evaluation, tmp_path, project, "1-4", workers=2)
+    # after train(): training runs on silently; the training_loss it returns is the full run's
+    _replayed("after", _plain_lines("after", tmp_path), tmp_path, project, "2-3")
 
 
 @pytest.mark.parametrize(
