@@ -266,10 +266,7 @@ def test_training_inside_a_framework_is_named_by_record_replay_and_report(
         "(`model.fit(x, x[:, :1], epochs=3)`); "
         "florc cannot checkpoint a loop inside an installed package yet." in rec.stderr
     )
-    assert (
-        f"nothing to replay: the training loop is inside Keras ({where})"
-        in (rec.stderr)
-    )
+    assert f"nothing to replay: the training loop is inside Keras ({where})" in (rec.stderr)
     assert "keras is not installed in the Python florc runs with" in rec.stderr
     assert "0 main-loop iterations" not in rec.stderr
 
