@@ -173,3 +173,26 @@ def test_an_epoch_that_did_not_start_at_its_step_is_not_checkpointed() -> None:
     # an earlier epoch stopped early (should_epoch_stop): the Trainer would resume it by skipping
     with pytest.raises(st.CannotSnapshot, match="epoch 2 starts at optimizer step 10, not 12"):
         dump_state(_live_trainer(10), epoch=2, per_epoch=6)
+
+
+def test_exported_callback_states_and_counters_are_put_back() -> None:
+    callbacks = pytest.importorskip("transformers.trainer_callback")
+    from florc.runtime.huggingface import TrainerLoop, TrainerScope
+
+    early = callbacks.EarlyStoppingCallback(early_stopping_patience=3)
+    trainer = _live_trainer(12)
+    trainer.callback_handler.callbacks = [early]
+    trainer.control = callbacks.TrainerControl()
+    early.early_stopping_patience_counter = 2
+    saved = dump_state(trainer, epoch=2, per_epoch=6)
+    stored = json.loads(saved["trainer_state"])["stateful_callbacks"]
+    assert stored["EarlyStoppingCallback"]["attributes"] == {"early_stopping_patience_counter": 2}
+    # a fresh run of the script at replay: its callback and counters as they start
+    fresh = callbacks.EarlyStoppingCallback(early_stopping_patience=3)
+    trainer.callback_handler.callbacks = [fresh]
+    trainer._total_loss_scalar = 0.0
+    loop_id = transformers_loop_id("train.py")
+    loop = TrainerLoop(None, manifest_for(loop_id, None), TrainerScope(trainer))
+    loop._put_back(trainer, saved)
+    assert fresh.early_stopping_patience_counter == 2
+    assert trainer._total_loss_scalar == 1.5
