@@ -85,19 +85,58 @@ class CompileResult:
         return cls(**{**data, "files": files})
 
 
-# a main loop that is a framework's epochs (PyTorch Lightning's `trainer.fit`): its id names the
-# file of the call that runs them, "relpath:<lightning>:0" (stable when lines are added above
-# it; CompileResult.framework says where the call is); the runtime drives it from the
-# framework's hooks (runtime/lightning.py)
+# a main loop that is a framework's epochs (PyTorch Lightning's `trainer.fit`, transformers'
+# `trainer.train()`): its id names the file of the call that runs them and the framework,
+# "relpath:<lightning>:0", "relpath:<transformers>:0" (stable when lines are added above it;
+# CompileResult.framework says where the call is); the runtime drives it from the framework's
+# hooks (runtime/lightning.py, runtime/huggingface.py)
 LIGHTNING_MARK = "<lightning>"
+TRANSFORMERS_MARK = "<transformers>"
+FRAMEWORK_MARKS = {
+    "PyTorch Lightning": LIGHTNING_MARK,
+    "Hugging Face transformers": TRANSFORMERS_MARK,
+}
+
+
+def framework_loop_id(relpath: str, framework: str) -> str:
+    """The main-loop id of a framework's epochs run from a call in relpath (framework: its name
+    in FRAMEWORK_MARKS)."""
+    return f"{relpath}:{FRAMEWORK_MARKS[framework]}:0"
+
+
+def possessive(name: str) -> str:
+    """ "PyTorch Lightning's", "Hugging Face transformers'"."""
+    return f"{name}'" if name.endswith("s") else f"{name}'s"
 
 
 def lightning_loop_id(relpath: str) -> str:
     return f"{relpath}:{LIGHTNING_MARK}:0"
 
 
+def transformers_loop_id(relpath: str) -> str:
+    return f"{relpath}:{TRANSFORMERS_MARK}:0"
+
+
+def loop_framework(loop_id: str | None) -> str | None:
+    """The framework whose epochs a main-loop id names (None: a loop of the project's own)."""
+    if loop_id is None:
+        return None
+    for name, mark in FRAMEWORK_MARKS.items():
+        if f":{mark}:" in loop_id:
+            return name
+    return None
+
+
+def is_framework_loop(loop_id: str | None) -> bool:
+    return loop_framework(loop_id) is not None
+
+
 def is_lightning_loop(loop_id: str | None) -> bool:
     return loop_id is not None and f":{LIGHTNING_MARK}:" in loop_id
+
+
+def is_transformers_loop(loop_id: str | None) -> bool:
+    return loop_id is not None and f":{TRANSFORMERS_MARK}:" in loop_id
 
 
 # the recorded start state (RNGs before the script's first line) is stored as this loop's

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from florc._version import __version__
-from florc.contract import CompileResult, FileManifest
+from florc.contract import CompileResult, FileManifest, possessive
 from florc.errors import UsageError
 from florc.project import is_project_file
 from florc.report import plural
@@ -108,7 +108,8 @@ def describe_main(result: CompileResult) -> str:
     if result.main_loop is None:
         return "no main loop found"
     if result.main_loop_rule == "framework" and fw:
-        return f"main loop: {fw['framework']}'s epochs, `{fw['code']}` at {framework_where(fw)}"
+        who = possessive(str(fw["framework"]))
+        return f"main loop: {who} epochs, `{fw['code']}` at {framework_where(fw)}"
     lp = result.loop(result.main_loop)
     assert lp is not None
     blocks = sum(

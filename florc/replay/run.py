@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from florc.contract import is_lightning_loop
+from florc.contract import loop_framework
 from florc.errors import UsageError
 from florc.launch import environment
 from florc.replay.epochs import epochs_text, parse_epochs
@@ -35,6 +35,14 @@ from florc.report import Reporter, plural
 from florc.runtime import fidelity
 from florc.runtime.session import log_rows, statement_codes
 
+# how a replay's first line names a framework's epochs
+FRAMEWORK_EPOCHS = {
+    "PyTorch Lightning": "PyTorch Lightning's epochs (trainer.current_epoch, from 0)",
+    "Hugging Face transformers": (
+        "Hugging Face transformers' epochs (trainer.state.epoch at the epoch's start, from 0)"
+    ),
+}
+
 
 def replay(
     prep: PreparedReplay,
@@ -52,8 +60,9 @@ def replay(
     if not values:
         raise UsageError(prep.nothing_to_replay())
     targets, how = parse_epochs(epochs, values)
-    if is_lightning_loop(prep.result.main_loop):
-        how = "PyTorch Lightning's epochs (trainer.current_epoch, from 0)"
+    framework = loop_framework(prep.result.main_loop)
+    if framework is not None:
+        how = FRAMEWORK_EPOCHS[framework]
     recorded_threads = meta["env"].get("torch_threads")
     per_worker = threads  # None: the recording's count
     if executor == "local" and workers > 1 and len(targets) > 1:

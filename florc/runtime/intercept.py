@@ -22,7 +22,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from florc.runtime import api, lightning
+from florc.runtime import api, huggingface, lightning
 
 WRITER_MODULES = ("torch.utils.tensorboard.writer", "tensorboardX.writer")
 _WRAPPED = "__florc_wrapped__"
@@ -174,6 +174,8 @@ PATCHES: dict[str, Callable[[types.ModuleType], None]] = {
     **{name: _writer for name in WRITER_MODULES},
     # Lightning's fit, driven as the main loop when the compile result says so (lightning.py)
     **{name: lightning.patch_trainer for name in lightning.TRAINER_MODULES},
+    # transformers' Trainer.train, likewise (huggingface.py)
+    **{name: huggingface.patch_trainer for name in huggingface.TRAINER_MODULES},
 }
 
 

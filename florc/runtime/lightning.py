@@ -36,9 +36,9 @@ import types
 from typing import Any
 
 from florc.contract import LoopManifest, is_lightning_loop
-from florc.errors import UsageError
-from florc.runtime import api
+from florc.runtime import api, frameworks
 from florc.runtime import state as st
+from florc.runtime.frameworks import FrameworkRefused
 from florc.runtime.loops import InnerLoop, MainLoop
 
 TRAINER_MODULES = ("lightning.pytorch.trainer.trainer", "pytorch_lightning.trainer.trainer")
@@ -50,8 +50,7 @@ _WRAPPED = "__florc_wrapped__"
 PATHS = ["lightning", "rng"]  # what a boundary checkpoint holds
 
 
-class FrameworkRefused(UsageError):
-    """The framework runs in a way florc cannot replay exactly: said where the script calls it."""
+__all__ = ["FrameworkRefused", "LightningLoop", "manifest_for", "patch_trainer"]
 
 
 class LightningScope(st.Scope):
@@ -178,25 +177,11 @@ class LightningLoop(MainLoop):
 
 
 def manifest_for(loop_id: str, framework: dict[str, Any] | None) -> LoopManifest:
-    fw = framework or {}
-    return LoopManifest(
-        loop_id=loop_id,
-        relpath=str(fw.get("relpath", loop_id.rsplit(":", 2)[0])),
-        line=int(fw.get("line", 0)),
-        col=int(fw.get("col", 0)),
-        kind="for",
-        scope="",
-        parent_loop=None,
-        changeset=list(PATHS),
-        required=list(PATHS),
-        iterated=[],
-        unbounded=[],
-    )
+    return frameworks.manifest_for(loop_id, framework, PATHS)
 
 
 def _where(session: Any, loop: LightningLoop) -> str:
-    m = loop.manifest
-    return f"{m.relpath}:{m.line}:{m.col}"
+    return frameworks.where(loop.manifest)
 
 
 def refusal(trainer: Any) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from florc.contract import FileManifest
 from florc.runtime import api, capture, intercept
-from florc.runtime.lightning import FrameworkRefused
+from florc.runtime.frameworks import FrameworkRefused
 from florc.runtime.session import ReplayFinished, Session
 
 # compile_module(path, module name) -> (code object, the file's compile result), or None to

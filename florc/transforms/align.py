@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from florc.contract import CompileResult, is_lightning_loop
+from florc.contract import CompileResult, is_framework_loop
 from florc.transforms.compiler import compile_modules, identifiers, module_name_for, paused_gc
 from florc.transforms.mainloop import scope_at
 from florc.transforms.modules import LoopInfo, ModuleInfo, analyse_module
@@ -186,7 +186,7 @@ def new_statement_after_main_loop(
     whatever the indentation of the lines in between (a triple-quoted string whose lines start
     at column 0 does not end it).
     """
-    if is_lightning_loop(main_loop):
+    if is_framework_loop(main_loop):
         return framework is not None and _after_framework_call(new_statements, modules, framework)
     found = _loop(modules, main_loop) if main_loop is not None else None
     if found is None:
@@ -213,9 +213,10 @@ def _after_framework_call(
     modules: Sequence[ModuleInfo],
     framework: Mapping[str, object],
 ) -> bool:
-    """A framework's epochs as the main loop (`trainer.fit(...)`): a new statement after the
-    call, in the scope that makes it, runs after the loop; one anywhere else (a hook of the
-    LightningModule, a callback, code before the call) runs during or before it."""
+    """A framework's epochs as the main loop (`trainer.fit(...)`, `trainer.train()`): a new
+    statement after the call, in the scope that makes it, runs after the loop; one anywhere else
+    (a hook of the LightningModule, a callback, a `compute_loss` override, code before the call)
+    runs during or before it."""
     relpath, line = str(framework["relpath"]), int(str(framework["line"]))
     info = next((m for m in modules if m.relpath == relpath), None)
     if info is None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import libcst as cst
 
-from florc.contract import CompileResult, FileManifest, LoopManifest, lightning_loop_id
+from florc.contract import CompileResult, FileManifest, LoopManifest, framework_loop_id
 from florc.errors import SourceError
 from florc.project import is_project_file
 from florc.transforms.clocks import ClockTaint, log_statement_shapes, project_taints
@@ -193,7 +193,7 @@ def _compile_project(
         main_loop=(
             main.loop.loop_id
             if main.loop
-            else lightning_loop_id(fw.relpath)
+            else framework_loop_id(fw.relpath, fw.framework)
             if fw is not None and main.rule == "framework"
             else None
         ),

@@ -9,7 +9,9 @@ Rules, first match wins:
    (`opt.step()`, `opt.step(closure)` with a function or lambda, `scaler.step(optimizer)`),
    directly or through project calls. `env.step(action)` is not a training step;
 3. when no loop trains and the script hands training to an installed framework
-   (`trainer.fit(model)` of PyTorch Lightning, ...): no main loop, and the framework call is named;
+   (`trainer.fit(model)` of PyTorch Lightning, `trainer.train()` of transformers): the
+   framework's epochs (rule "framework") when florc drives that framework, else no main loop,
+   and the framework call is named;
 4. fallback: the first loop that has a nested loop (directly or through project calls).
 
 A data-loading or tokenizing loop never trains, so it can only be chosen by the fallback.
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from florc.contract import possessive
 from florc.transforms.modules import LoopInfo, ModuleInfo
 from florc.transforms.resolve import ProjectIndex
 from florc.transforms.syntax import dotted, scope_qualname, source_children, source_preorder
@@ -84,7 +87,7 @@ def find_main_loop(project: ProjectIndex, script: ModuleInfo) -> MainLoop:
         return MainLoop(
             None,
             "framework",
-            f"{framework.framework}'s epochs: {framework.code} at {framework.where()}",
+            f"{possessive(framework.framework)} epochs: {framework.code} at {framework.where()}",
             framework,
         )
     if framework is not None:
@@ -318,9 +321,8 @@ FRAMEWORKS = (
         ("LightningCLI",),
         "trainer",
     ),
-    _Framework(
-        "Hugging Face transformers", ("transformers", "trl", "setfit"), ("train",), (), "trainer"
-    ),
+    _Framework("Hugging Face transformers", ("transformers", "trl"), ("train",), (), "trainer"),
+    _Framework("SetFit", ("setfit",), ("train",), (), "trainer"),
     _Framework("Keras", ("keras", "tensorflow", "tf_keras"), ("fit", "fit_generator")),
     _Framework("skorch", ("skorch",), ("fit", "partial_fit")),
     _Framework("fastai", ("fastai",), ("fit", "fit_one_cycle", "fine_tune", "fit_flat_cos")),
@@ -328,8 +330,9 @@ FRAMEWORKS = (
 )
 
 
-# the frameworks whose epochs florc drives as its main loop (runtime/lightning.py)
-DRIVEN = ("PyTorch Lightning",)
+# the frameworks whose epochs florc drives as its main loop (runtime/lightning.py,
+# runtime/huggingface.py); contract.FRAMEWORK_MARKS gives each its main-loop id
+DRIVEN = ("PyTorch Lightning", "Hugging Face transformers")
 
 
 def scope_at(module: ModuleInfo, line: int) -> str:

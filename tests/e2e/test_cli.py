@@ -228,56 +228,53 @@ def test_record_deterministic_switches_torch_to_deterministic_mode(tmp_path: Pat
     assert florc(["record", "train.py"], tmp_path).stdout.strip() == "deterministic False"
 
 
-TRANSFORMERS = """\
-import torch
-from transformers import Trainer, TrainingArguments
+KERAS = """\
+import keras
+import numpy as np
 
-data = [{"x": torch.randn(4)} for _ in range(8)]
-model = torch.nn.Linear(4, 1)
-trainer = Trainer(model=model, args=TrainingArguments("out"), train_dataset=data)
-trainer.train()
+x = np.random.rand(8, 4)
+model = keras.Sequential([keras.layers.Dense(1)])
+model.compile(loss="mse")
+model.fit(x, x[:, :1], epochs=3)
 """
 
 
 def test_training_inside_a_framework_is_named_by_record_replay_and_report(
     tmp_path: Path,
 ) -> None:
-    project = make(tmp_path, TRANSFORMERS)
+    project = make(tmp_path, KERAS)
     where = "train.py:7:1"
     report = florc(["instrument", "--report", "train.py"], project)
     assert report.returncode == 0, report.stderr
     first, hint = report.stdout.splitlines()[:2]
     assert first == (
-        "main loop: none — the training loop is inside Hugging Face transformers: "
-        f"trainer.train() at {where}; "
+        "main loop: none — the training loop is inside Keras: "
+        f"model.fit(x, x[:, :1], epochs=3) at {where}; "
         "florc cannot checkpoint a loop inside an installed package yet"
     )
     assert "Record runs the script unchanged" in hint and "# florc: main-loop" in hint
 
-    # transformers is not installed here: the script fails as a plain run does, and
+    # keras is not installed here: the script fails as a plain run does, and
     # florc says which package is missing and what a recording of this script can do
     plain = python("train.py", project)
     rec = florc(["record", "train.py"], project)
     assert rec.returncode == plain.returncode == 1
-    assert "ModuleNotFoundError: No module named 'transformers'" in plain.stderr
+    assert "ModuleNotFoundError: No module named 'keras'" in plain.stderr
     assert plain.stderr.strip().splitlines()[-1] in rec.stderr
     assert (
-        f"florc: {where}: the training loop runs inside Hugging Face transformers "
-        "(`trainer.train()`); "
+        f"florc: {where}: the training loop runs inside Keras "
+        "(`model.fit(x, x[:, :1], epochs=3)`); "
         "florc cannot checkpoint a loop inside an installed package yet." in rec.stderr
     )
-    assert (
-        f"nothing to replay: the training loop is inside Hugging Face transformers ({where})"
-        in (rec.stderr)
-    )
-    assert "transformers is not installed in the Python florc runs with" in rec.stderr
+    assert f"nothing to replay: the training loop is inside Keras ({where})" in (rec.stderr)
+    assert "keras is not installed in the Python florc runs with" in rec.stderr
     assert "0 main-loop iterations" not in rec.stderr
 
     rep = florc(["replay", "train.py", "--epochs", "last"], project)
     assert rep.returncode == 2
     assert rep.stderr.startswith(
         f"florc: run 1 has no main-loop iterations to replay. {where}: the training loop runs "
-        "inside Hugging Face transformers"
+        "inside Keras"
     )
     assert "run the edited script again" in rep.stderr and "Traceback" not in rep.stderr
 

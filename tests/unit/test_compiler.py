@@ -638,7 +638,7 @@ trainer.fit(model)
     assert result.main_loop == "train.py:<module>:2" and result.framework is None
 
 
-def test_training_handed_to_another_framework_is_named(tmp_path: Path) -> None:
+def test_transformers_train_is_the_main_loop(tmp_path: Path) -> None:
     script = """\
 from transformers import Trainer, TrainingArguments
 
@@ -646,11 +646,28 @@ trainer = Trainer(model=None, args=TrainingArguments("out"))
 trainer.train()
 """
     result = compile_files(tmp_path, {"train.py": script})
-    assert result.main_loop is None and result.main_loop_rule == ""
+    assert result.main_loop == "train.py:<transformers>:0"
+    assert result.main_loop_rule == "framework"
     assert result.framework is not None
     assert result.framework["framework"] == "Hugging Face transformers"
+    assert result.main_loop_reason == (
+        "Hugging Face transformers' epochs: trainer.train() at train.py:4:1"
+    )
+
+
+def test_training_handed_to_another_framework_is_named(tmp_path: Path) -> None:
+    script = """\
+import keras
+
+model = keras.Sequential([keras.layers.Dense(1)])
+model.fit([[0.0]], [[1.0]], epochs=3)
+"""
+    result = compile_files(tmp_path, {"train.py": script})
+    assert result.main_loop is None and result.main_loop_rule == ""
+    assert result.framework is not None
+    assert result.framework["framework"] == "Keras"
     assert result.main_loop_reason.startswith(
-        "the training loop is inside Hugging Face transformers: trainer.train() at train.py:4:1"
+        "the training loop is inside Keras: model.fit([[0.0]], [[1.0]], epochs=3) at train.py:4:1"
     )
 
 
