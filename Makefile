@@ -39,8 +39,12 @@ demo: install ## Run the demo: record, add a print, replay epochs 5-8, list runs
 test: install ## Unit tests and one end-to-end case per feature (a few minutes)
 	$(PYTHON) -m pytest -q -m "not e2e or smoke"
 
+# The end-to-end cases are independent subprocess runs: spread over TEST_JOBS processes
+# (pytest-xdist; default 2, the cores CI has).
+TEST_JOBS ?= 2
+
 test-rest: install ## What `make test` leaves out: the other end-to-end cases, the full fuzz test
-	$(PYTHON) -m pytest -q -m "e2e and not smoke"
+	$(PYTHON) -m pytest -q -m "e2e and not smoke" -n $(TEST_JOBS) --dist load
 	HYPOTHESIS=1 $(PYTHON) -m pytest -q tests/unit/test_fuzz.py
 
 test-all: test test-rest ## Every test: `make test`, then the rest (what CI runs)
