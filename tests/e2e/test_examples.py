@@ -26,7 +26,13 @@ from helpers import (
 
 pytestmark = pytest.mark.e2e
 
-SHAPES = sorted(p.name for p in EXAMPLES.iterdir() if (p / "train.py").exists())
+# the framework examples (lightning, transformers) have end-to-end tests of their own, with
+# their levels (validation, evaluation), workers and refusals: test_lightning.py,
+# test_transformers.py
+FRAMEWORKS = {"lightning", "transformers"}
+SHAPES = sorted(
+    p.name for p in EXAMPLES.iterdir() if (p / "train.py").exists() and p.name not in FRAMEWORKS
+)
 # the cases `make test` runs: a loop of epochs over batches, a trainer class in its own module,
 # a main loop of steps with no batch loop
 SMOKE = {"main_train_eval", "trainer_class", "single_step"}
