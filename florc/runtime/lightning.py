@@ -29,6 +29,7 @@ checkpoints unusable — the record runs on, and replay re-executes from the sta
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 import tempfile
@@ -47,7 +48,7 @@ CALLBACK_MODULES = {
     "pytorch_lightning.trainer.trainer": "pytorch_lightning.callbacks",
 }
 _WRAPPED = "__florc_wrapped__"
-PATHS = ["lightning", "rng"]  # what a boundary checkpoint holds
+PATHS = ["lightning", "rng", "attrs"]  # what a boundary checkpoint holds
 
 
 __all__ = ["FrameworkRefused", "LightningLoop", "manifest_for", "patch_trainer"]
@@ -74,6 +75,8 @@ class LightningScope(st.Scope):
         if path not in self.cache:
             if path == "lightning":
                 self.cache[path] = dump_at_epoch_start(self.trainer)
+            elif path == "attrs":
+                self.cache[path] = copy.deepcopy(module_attributes(self.trainer.lightning_module))
             else:
                 self.cache[path] = st.capture_rng()
         return self.cache[path]
@@ -87,6 +90,30 @@ class LightningScope(st.Scope):
     def close(self) -> None:
         self.live = False
         self.cache = {}
+
+
+def module_attributes(module: Any) -> dict[str, Any]:
+    """The LightningModule's own attributes that Lightning's checkpoint leaves out: what the
+    script keeps in `self.x` (a list of losses, a counter), not parameters, buffers or
+    submodules (in the state_dict) nor Lightning's private fields."""
+    return {
+        k: v
+        for k, v in vars(module).items()
+        if not k.startswith("_") and not callable(v) and not isinstance(v, types.ModuleType)
+    }
+
+
+def attributes_refusal(module: Any) -> str | None:
+    """Why the LightningModule's own attributes cannot be checkpointed (None: they can)."""
+    for name, value in module_attributes(module).items():
+        try:
+            copy.deepcopy(value)
+        except Exception as exc:  # noqa: BLE001 - any failure means: not copyable
+            return (
+                f"the LightningModule's attribute `{name}` ({type(value).__name__}) cannot be "
+                f"copied ({type(exc).__name__}), so a checkpoint would miss it"
+            )
+    return None
 
 
 def dump_at_epoch_start(trainer: Any) -> dict[str, Any]:
@@ -145,6 +172,11 @@ class LightningLoop(MainLoop):
                 # Lightning resumed: it made this epoch's data iterator before the hooks, with
                 # the generators as they were; the recording made it after them, from the
                 # boundary's generators. Put those back, then make the iterator again.
+                attrs = self.lightning.restored.pop("attrs", None)
+                if attrs:  # the LightningModule's own attributes, as at the epoch's start
+                    module = self.lightning.trainer.lightning_module
+                    for name, value in attrs.items():
+                        setattr(module, name, value)
                 st.restore_rng(rng)
                 fetcher = getattr(self.lightning.trainer.fit_loop, "_data_fetcher", None)
                 if fetcher is not None:
@@ -233,7 +265,7 @@ def _callback_class(callbacks: types.ModuleType) -> type:
             self.loop = loop
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            reason = unusable_reason(trainer)
+            reason = unusable_reason(trainer) or attributes_refusal(pl_module)
             if reason is not None and self.loop.refused is None:
                 self.loop.refused = reason
                 stats = self.loop.session.stats

@@ -97,3 +97,37 @@ def test_lightning_on_several_devices_is_refused_at_record(tmp_path: Path) -> No
     assert rec.returncode == 2, rec.stderr
     assert "florc: train.py:58:1: the Trainer trains on 2 devices (DDPStrategy)" in rec.stderr
     assert "Record with `devices=1`" in rec.stderr and "Traceback" not in rec.stderr
+
+
+def test_state_the_module_keeps_in_its_own_attributes_is_restored(tmp_path: Path) -> None:
+    """A LightningModule that keeps a history of epoch losses in `self.history` (not in its
+    state_dict, so not in Lightning's checkpoint): a new statement reading it at epochs 2-3
+    sees what a plain run sees there, not a history that starts at the resumed epoch."""
+    project = copy_project(LIGHTNING, tmp_path / "history")
+    script = project / "train.py"
+    text = script.read_text()
+    text = text.replace(
+        "        self.totals: list[float] = []\n",
+        "        self.totals: list[float] = []\n        self.history: list[float] = []\n",
+    ).replace(
+        "        self.totals.clear()\n",
+        "        self.totals.clear()\n        self.history.append(round(mean, 6))\n",
+    )
+    assert text.count("self.history") == 2
+    script.write_text(text)
+    rec = florc(["record", "--checkpoint-all", "train.py"], project)
+    assert rec.returncode == 0, rec.stderr
+    anchor = '        print(f"epoch {self.current_epoch} loss {mean:.6f}")\n'
+    new = (
+        '        print(f"HINDSIGHT e={self.current_epoch} n={len(self.history)} '
+        's={sum(self.history):.6f}")\n'
+    )
+    script.write_text(text.replace(anchor, anchor + new))
+    plain = python("train.py", project)
+    assert plain.returncode == 0, plain.stderr
+    lines = hindsight_lines(plain.stdout)
+    assert [ln.split()[2] for ln in lines] == [f"n={n}" for n in range(1, 7)]
+    rep = florc(["replay", "train.py", "--epochs", "2-3"], project)
+    assert rep.returncode == 0, rep.stderr
+    assert rep.stdout.splitlines() == expected_for(lines, {2, 3}), rep.stderr
+    assert "1 epoch checkpoint and" in rep.stderr, rep.stderr  # resumed, not re-run from 0
