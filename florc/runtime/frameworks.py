@@ -34,3 +34,41 @@ def manifest_for(loop_id: str, framework: dict[str, Any] | None, paths: list[str
 
 def where(manifest: LoopManifest) -> str:
     return f"{manifest.relpath}:{manifest.line}:{manifest.col}"
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Whether value is plain data (numbers, text, None, tensors, arrays, and lists, tuples,
+    sets and dicts of them): state a script keeps, not a reference to another object."""
+    if depth > 8:
+        return False
+    if value is None or isinstance(value, bool | int | float | complex | str | bytes):
+        return True
+    kind = type(value)
+    if kind.__module__.startswith(("torch", "numpy")) and kind.__name__ in (
+        "Tensor",
+        "ndarray",
+        "float64",
+        "float32",
+        "int64",
+        "int32",
+    ):
+        return not (kind.__name__ == "Tensor" and isinstance(value, _parameter_types()))
+    if isinstance(value, list | tuple | set | frozenset):
+        return all(_plain(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _parameter_types() -> tuple[type, ...]:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return (torch.nn.Parameter,) if torch is not None else ()
+
+
+def plain_attributes(obj: Any) -> dict[str, Any]:
+    """An object's own public attributes that hold plain data (`self.history = []`, a
+    counter): what a framework's checkpoint leaves out of a user's LightningModule or callback.
+    References to other objects (a dataset, the trainer, a config) are left as they are."""
+    return {k: v for k, v in vars(obj).items() if not k.startswith("_") and _plain(v)}

@@ -29,6 +29,7 @@ ends inside an epoch, training data without a length (an `IterableDataset`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 import inspect
@@ -49,7 +50,7 @@ from florc.runtime.loops import InnerLoop, MainLoop
 TRAINER_MODULES = ("transformers.trainer",)
 CALLBACK_MODULE = "transformers.trainer_callback"
 _WRAPPED = "__florc_wrapped__"
-PATHS = ["transformers", "rng"]  # what a boundary checkpoint holds
+PATHS = ["transformers", "rng", "attrs"]  # what a boundary checkpoint holds
 # the Trainer's running counters that its own checkpoint leaves out (a resumed train() starts
 # them afresh): the loss summed since the last log, the step of that log, the loss summed over
 # the whole train() call, the step it started at, the floating-point operations not yet stored
@@ -129,6 +130,15 @@ def _exportable(trainer: Any) -> list[Any]:
     ]
 
 
+def user_callbacks(trainer: Any) -> list[Any]:
+    """The script's own callbacks (not the Trainer's built-in ones, not florc's)."""
+    return [
+        cb
+        for cb in trainer.callback_handler.callbacks
+        if not type(cb).__module__.startswith(("transformers", "florc", "accelerate"))
+    ]
+
+
 def dump_state(trainer: Any, epoch: int, per_epoch: int | None) -> dict[str, Any]:
     """What the Trainer's `_save_checkpoint` would write at this epoch's start, as values: the
     model's, optimizer's, scheduler's and scaler's state dicts, the TrainerState (as its JSON
@@ -196,6 +206,13 @@ class TrainerScope(st.Scope):
         if path not in self.cache:
             if path == "transformers":
                 self.cache[path] = dump_state(self.trainer, self.epoch, self.per_epoch)
+            elif path == "attrs":
+                self.cache[path] = copy.deepcopy(
+                    [
+                        (type(cb).__qualname__, frameworks.plain_attributes(cb))
+                        for cb in user_callbacks(self.trainer)
+                    ]
+                )
             else:
                 self.cache[path] = st.capture_rng()
         return self.cache[path]
@@ -259,6 +276,11 @@ class TrainerLoop(MainLoop):
             rng = self.trainer_scope.restored.pop("rng", None)
             if self.resumed is not None:
                 self._put_back(trainer, self.resumed)
+            attrs = self.trainer_scope.restored.pop("attrs", None)
+            for cb, (name, values) in zip(user_callbacks(trainer), attrs or []):
+                if type(cb).__qualname__ == name:  # the script's callbacks' own attributes
+                    for attribute, value in values.items():
+                        setattr(cb, attribute, value)
             if rng is not None:
                 st.restore_rng(rng)  # before the epoch's data iterator is made
         else:

@@ -93,27 +93,10 @@ class LightningScope(st.Scope):
 
 
 def module_attributes(module: Any) -> dict[str, Any]:
-    """The LightningModule's own attributes that Lightning's checkpoint leaves out: what the
-    script keeps in `self.x` (a list of losses, a counter), not parameters, buffers or
-    submodules (in the state_dict) nor Lightning's private fields."""
-    return {
-        k: v
-        for k, v in vars(module).items()
-        if not k.startswith("_") and not callable(v) and not isinstance(v, types.ModuleType)
-    }
-
-
-def attributes_refusal(module: Any) -> str | None:
-    """Why the LightningModule's own attributes cannot be checkpointed (None: they can)."""
-    for name, value in module_attributes(module).items():
-        try:
-            copy.deepcopy(value)
-        except Exception as exc:  # noqa: BLE001 - any failure means: not copyable
-            return (
-                f"the LightningModule's attribute `{name}` ({type(value).__name__}) cannot be "
-                f"copied ({type(exc).__name__}), so a checkpoint would miss it"
-            )
-    return None
+    """The LightningModule's own attributes that hold plain data (frameworks.plain_attributes):
+    what the script keeps in `self.x` (a list of losses, a counter), which Lightning's
+    checkpoint leaves out."""
+    return frameworks.plain_attributes(module)
 
 
 def dump_at_epoch_start(trainer: Any) -> dict[str, Any]:
@@ -265,7 +248,7 @@ def _callback_class(callbacks: types.ModuleType) -> type:
             self.loop = loop
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            reason = unusable_reason(trainer) or attributes_refusal(pl_module)
+            reason = unusable_reason(trainer)
             if reason is not None and self.loop.refused is None:
                 self.loop.refused = reason
                 stats = self.loop.session.stats

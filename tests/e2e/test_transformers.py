@@ -156,3 +156,33 @@ def test_what_cannot_be_replayed_exactly_is_refused_at_record(
     assert rec.returncode == 2, rec.stderr
     assert f"florc: {train_call(script)}: {message}" in rec.stderr, rec.stderr
     assert "Traceback" not in rec.stderr
+
+
+def test_state_a_callback_keeps_in_its_own_attributes_is_restored(tmp_path: Path) -> None:
+    """The script's callback keeps a history of epoch-end steps in `self.history` (not in the
+    Trainer's checkpoint): a new statement reading it at epochs 2-3 sees what a plain run
+    sees there, not a history that starts at the resumed epoch."""
+    project = copy_project(TRANSFORMERS, tmp_path / "history")
+    script = project / "train.py"
+    text = script.read_text()
+    anchor = "        self.steps = state.global_step\n"
+    assert anchor in text
+    text = text.replace(
+        "class EpochReport(TrainerCallback):\n",
+        "class EpochReport(TrainerCallback):\n    def __init__(self):\n        self.history = []\n\n",
+    ).replace(anchor, anchor + "        self.history.append(state.global_step)\n")
+    script.write_text(text)
+    rec = florc(["record", "--checkpoint-all", "train.py"], project)
+    assert rec.returncode == 0, rec.stderr
+    new = (
+        '        print(f"HINDSIGHT e={round(state.epoch) - 1} n={len(self.history)} '
+        's={sum(self.history)}")\n'
+    )
+    script.write_text(text.replace(anchor, anchor + new))
+    plain = python("train.py", project)
+    assert plain.returncode == 0, plain.stderr
+    lines = hindsight_lines(plain.stdout)
+    assert [ln.split()[2] for ln in lines] == [f"n={n}" for n in range(6)]
+    rep = florc(["replay", "train.py", "--epochs", "2-3"], project)
+    assert rep.returncode == 0, rep.stderr
+    assert rep.stdout.splitlines() == expected_for(lines, {2, 3}), rep.stderr

@@ -21,7 +21,7 @@ def test_lightning_loop_ids() -> None:
     assert not is_lightning_loop("train.py:<module>:0") and not is_lightning_loop(None)
     m = manifest_for("t.py:<lightning>:0", {"relpath": "t.py", "line": 12, "col": 5})
     assert (m.relpath, m.line, m.col) == ("t.py", 12, 5)
-    assert m.changeset == m.required == ["lightning", "rng"] and not m.unbounded
+    assert m.changeset == m.required == ["lightning", "rng", "attrs"] and not m.unbounded
 
 
 SCRIPT = """\
@@ -126,3 +126,25 @@ def test_florc_imports_no_framework_for_a_script_that_does_not() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_plain_attributes_are_data_not_references() -> None:
+    """What a framework's checkpoint leaves out of a user's module or callback and florc keeps:
+    plain data (lists, counters, tensors), not references to other objects."""
+    import torch
+
+    from florc.runtime.frameworks import plain_attributes
+
+    class Holder:
+        pass
+
+    h = Holder()
+    h.history = [0.5, 0.25]
+    h.count = 3
+    h.best = {"epoch": 2, "loss": torch.tensor(0.1)}
+    h.name = "run"
+    h.other = Holder()  # a reference: left as it is
+    h.mixed = [1, Holder()]
+    h._private = [1]
+    h.fn = len
+    assert set(plain_attributes(h)) == {"history", "count", "best", "name"}

@@ -49,7 +49,7 @@ def test_framework_loop_ids() -> None:
     assert possessive("PyTorch Lightning") == "PyTorch Lightning's"
     m = manifest_for(tid, {"relpath": "sub/train.py", "line": 40, "col": 10})
     assert (m.relpath, m.line, m.col) == ("sub/train.py", 40, 10)
-    assert m.changeset == m.required == ["transformers", "rng"] and not m.unbounded
+    assert m.changeset == m.required == ["transformers", "rng", "attrs"] and not m.unbounded
 
 
 SCRIPT = """\
