@@ -76,7 +76,7 @@ class LightningScope(st.Scope):
             if path == "lightning":
                 self.cache[path] = dump_at_epoch_start(self.trainer)
             elif path == "attrs":
-                self.cache[path] = copy.deepcopy(module_attributes(self.trainer.lightning_module))
+                self.cache[path] = copy.deepcopy(user_attributes(self.trainer))
             else:
                 self.cache[path] = st.capture_rng()
         return self.cache[path]
@@ -92,11 +92,22 @@ class LightningScope(st.Scope):
         self.cache = {}
 
 
-def module_attributes(module: Any) -> dict[str, Any]:
-    """The LightningModule's own attributes that hold plain data (frameworks.plain_attributes):
-    what the script keeps in `self.x` (a list of losses, a counter), which Lightning's
-    checkpoint leaves out."""
-    return frameworks.plain_attributes(module)
+def user_attributes(trainer: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The plain-data attributes (frameworks.plain_attributes) of the LightningModule and of
+    the script's own callbacks, by class: what the script keeps in `self.x` (a list of losses,
+    a counter), which Lightning's checkpoint leaves out. The module first, then the callbacks
+    in their order."""
+    objects = [trainer.lightning_module, *user_callbacks(trainer)]
+    return [(type(o).__qualname__, frameworks.plain_attributes(o)) for o in objects]
+
+
+def user_callbacks(trainer: Any) -> list[Any]:
+    """The script's own callbacks (not Lightning's built-in ones, not florc's)."""
+    return [
+        cb
+        for cb in trainer.callbacks
+        if not type(cb).__module__.startswith(("lightning", "pytorch_lightning", "florc"))
+    ]
 
 
 def dump_at_epoch_start(trainer: Any) -> dict[str, Any]:
@@ -156,10 +167,12 @@ class LightningLoop(MainLoop):
                 # the generators as they were; the recording made it after them, from the
                 # boundary's generators. Put those back, then make the iterator again.
                 attrs = self.lightning.restored.pop("attrs", None)
-                if attrs:  # the LightningModule's own attributes, as at the epoch's start
-                    module = self.lightning.trainer.lightning_module
-                    for name, value in attrs.items():
-                        setattr(module, name, value)
+                trainer = self.lightning.trainer
+                objects = [trainer.lightning_module, *user_callbacks(trainer)]
+                for obj, (name, values) in zip(objects, attrs or []):
+                    if type(obj).__qualname__ == name:  # as at the epoch's start
+                        for attribute, value in values.items():
+                            setattr(obj, attribute, value)
                 st.restore_rng(rng)
                 fetcher = getattr(self.lightning.trainer.fit_loop, "_data_fetcher", None)
                 if fetcher is not None:

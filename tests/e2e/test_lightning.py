@@ -114,13 +114,22 @@ def test_state_the_module_keeps_in_its_own_attributes_is_restored(tmp_path: Path
         "        self.totals.clear()\n        self.history.append(round(mean, 6))\n",
     )
     assert text.count("self.history") == 2
+    # and a callback of the script's that keeps its own list of the epochs it saw
+    text = text.replace(
+        "model = Regressor()\n",
+        "class Seen(L.Callback):\n    def __init__(self):\n        self.seen = []\n\n"
+        "    def on_train_epoch_end(self, trainer, pl_module):\n"
+        "        self.seen.append(trainer.current_epoch)\n\n\nSEEN = Seen()\n"
+        "model = Regressor()\n",
+    ).replace("    max_epochs=6,\n", "    max_epochs=6,\n    callbacks=[SEEN],\n")
+    assert text.count("SEEN") == 2
     script.write_text(text)
     rec = florc(["record", "--checkpoint-all", "train.py"], project)
     assert rec.returncode == 0, rec.stderr
     anchor = '        print(f"epoch {self.current_epoch} loss {mean:.6f}")\n'
     new = (
         '        print(f"HINDSIGHT e={self.current_epoch} n={len(self.history)} '
-        's={sum(self.history):.6f}")\n'
+        's={sum(self.history):.6f} seen={SEEN.seen}")\n'
     )
     script.write_text(text.replace(anchor, anchor + new))
     plain = python("train.py", project)
