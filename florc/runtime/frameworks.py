@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import types
+from collections.abc import Callable
 from typing import Any
 
 from florc.contract import LoopManifest
 from florc.errors import UsageError
+from florc.runtime import api
 
 
 class FrameworkRefused(UsageError):
@@ -72,3 +77,42 @@ def plain_attributes(obj: Any) -> dict[str, Any]:
     counter): what a framework's checkpoint leaves out of a user's LightningModule or callback.
     References to other objects (a dataset, the trainer, a config) are left as they are."""
     return {k: v for k, v in vars(obj).items() if not k.startswith("_") and _plain(v)}
+
+
+WRAPPED = "__florc_wrapped__"  # set on a framework method florc has wrapped (once per class)
+
+
+def wrap_entry(
+    cls: type,
+    name: str,
+    drives: Callable[[str | None], bool],
+    callbacks_module: str,
+    callback_class: Callable[[types.ModuleType], type],
+    run: Callable[..., Any],
+) -> None:
+    """Wrap the framework's training entry (`Trainer.fit`, `Trainer.train`): under a session
+    whose main loop is that framework's epochs (drives(main loop id)), and not yet driven in
+    this run, call run(session, trainer, original, signature, callback class, args, kwargs);
+    otherwise the original, untouched."""
+    original = getattr(cls, name)
+    if getattr(original, WRAPPED, False):
+        return
+    signature = inspect.signature(original)
+
+    def entry(self: Any, *args: Any, **kwargs: Any) -> Any:
+        session: Any = api._session
+        if (
+            session is None
+            or not drives(getattr(session, "main_loop_id", None))
+            or session.main is not None
+            or session.main_done
+        ):
+            return original(self, *args, **kwargs)
+        callback_cls = callback_class(importlib.import_module(callbacks_module))
+        return run(session, self, original, signature, callback_cls, args, kwargs)
+
+    setattr(entry, WRAPPED, True)
+    entry.__wrapped__ = original  # type: ignore[attr-defined]
+    entry.__doc__ = original.__doc__
+    entry.__name__ = name
+    setattr(cls, name, entry)

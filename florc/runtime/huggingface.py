@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 import inspect
 import json
 import os
@@ -42,14 +41,13 @@ import types
 from typing import Any
 
 from florc.contract import LoopManifest, is_transformers_loop
-from florc.runtime import api, frameworks
+from florc.runtime import frameworks
 from florc.runtime import state as st
 from florc.runtime.frameworks import FrameworkRefused
 from florc.runtime.loops import InnerLoop, MainLoop
 
 TRAINER_MODULES = ("transformers.trainer",)
 CALLBACK_MODULE = "transformers.trainer_callback"
-_WRAPPED = "__florc_wrapped__"
 PATHS = ["transformers", "rng", "attrs"]  # what a boundary checkpoint holds
 # the Trainer's running counters that its own checkpoint leaves out (a resumed train() starts
 # them afresh): the loss summed since the last log, the step of that log, the loss summed over
@@ -384,28 +382,9 @@ def _callback_class(callbacks: types.ModuleType) -> type:
 
 def patch_trainer(module: types.ModuleType) -> None:
     """Wrap `Trainer.train` of transformers' trainer module (intercept.py calls it on import)."""
-    cls = module.Trainer
-    original = cls.train
-    if getattr(original, _WRAPPED, False):
-        return
-    signature = inspect.signature(original)
-
-    def train(self: Any, *args: Any, **kwargs: Any) -> Any:
-        session: Any = api._session
-        if (
-            session is None
-            or not is_transformers_loop(getattr(session, "main_loop_id", None))
-            or session.main is not None
-            or session.main_done
-        ):
-            return original(self, *args, **kwargs)
-        callback_cls = _callback_class(importlib.import_module(CALLBACK_MODULE))
-        return _train(session, self, original, signature, callback_cls, args, kwargs)
-
-    setattr(train, _WRAPPED, True)
-    train.__wrapped__ = original  # type: ignore[attr-defined]
-    train.__doc__ = original.__doc__
-    cls.train = train
+    frameworks.wrap_entry(
+        module.Trainer, "train", is_transformers_loop, CALLBACK_MODULE, _callback_class, _train
+    )
 
 
 def _evaluate_wrapper(trainer: Any, loop: TrainerLoop) -> Any:

@@ -37,7 +37,7 @@ import types
 from typing import Any
 
 from florc.contract import LoopManifest, is_lightning_loop
-from florc.runtime import api, frameworks
+from florc.runtime import frameworks
 from florc.runtime import state as st
 from florc.runtime.frameworks import FrameworkRefused
 from florc.runtime.loops import InnerLoop, MainLoop
@@ -47,7 +47,6 @@ CALLBACK_MODULES = {
     "lightning.pytorch.trainer.trainer": "lightning.pytorch.callbacks",
     "pytorch_lightning.trainer.trainer": "pytorch_lightning.callbacks",
 }
-_WRAPPED = "__florc_wrapped__"
 PATHS = ["lightning", "rng", "attrs"]  # what a boundary checkpoint holds
 
 
@@ -288,31 +287,11 @@ def _callback_class(callbacks: types.ModuleType) -> type:
 
 def patch_trainer(module: types.ModuleType) -> None:
     """Wrap `Trainer.fit` of a Lightning trainer module (intercept.py calls it on import)."""
-    import importlib
 
-    cls = module.Trainer
-    original = cls.fit
-    if getattr(original, _WRAPPED, False):
-        return
     callbacks_name = CALLBACK_MODULES.get(module.__name__, "lightning.pytorch.callbacks")
-    signature = inspect.signature(original)
-
-    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
-        session: Any = api._session
-        if (
-            session is None
-            or not is_lightning_loop(getattr(session, "main_loop_id", None))
-            or session.main is not None
-            or session.main_done
-        ):
-            return original(self, *args, **kwargs)
-        callback_cls = _callback_class(importlib.import_module(callbacks_name))
-        return _fit(session, self, original, signature, callback_cls, args, kwargs)
-
-    setattr(fit, _WRAPPED, True)
-    fit.__wrapped__ = original  # type: ignore[attr-defined]
-    fit.__doc__ = original.__doc__
-    cls.fit = fit
+    frameworks.wrap_entry(
+        module.Trainer, "fit", is_lightning_loop, callbacks_name, _callback_class, _fit
+    )
 
 
 def _fit(
