@@ -16,6 +16,7 @@ import re
 import sqlite3
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from pathlib import Path
@@ -269,6 +270,46 @@ def _open_run(
             )
         time.sleep(0.05)
     return store.create_run("rank", result.script, args, env, parent=job, main_loop=main)
+
+
+def record_ranks(nproc: int, florc_args: list[str]) -> int:
+    """Record a job of `nproc` ranks on this machine: each rank runs `florc record florc_args`
+    (torchrun's launcher sets RANK, WORLD_SIZE, MASTER_ADDR/PORT). One launch id and one
+    string-hash seed for all of them. Returns the job's exit status (the first failed rank's)."""
+    if nproc < 1:
+        raise UsageError(f"--nproc-per-node {nproc}: give 1 or more processes")
+    try:
+        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+        from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    except ImportError:
+        raise UsageError(
+            "--nproc-per-node launches the ranks with torchrun's launcher: install torch"
+        ) from None
+    key = f"florc-{uuid.uuid4().hex[:12]}"
+    os.environ[distributed.LAUNCH_VAR] = key
+    os.environ.setdefault("PYTHONHASHSEED", distributed.shared_hash_seed(key))
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=key,
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.1,
+    )
+    try:
+        elastic_launch(config, sys.executable)("-m", "florc", "record", *florc_args)
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        code = failure.exitcode
+        how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        sys.stderr.write(
+            f"florc: rank {rank} ended ({how}); the job stopped. Its checkpoints that every rank "
+            "wrote can be replayed\n"
+        )
+        return code if code > 0 else 1
+    return 0
 
 
 def stale_note(tracker: TensorTracker) -> str:
