@@ -18,8 +18,8 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from florc import project
 from florc.contract import START_LOOP, CompileResult

@@ -241,7 +241,8 @@ def job_checkpoints(
             r: [c for c in cs if (c.loop, c.iteration, c.occurrence) in keep]
             for r, cs in rows.items()
         }
-    return ranks, {r: {(c.loop, c.iteration, c.occurrence): c for c in cs} for r, cs in rows.items()}
+    by_key = {r: {(c.loop, c.iteration, c.occurrence): c for c in cs} for r, cs in rows.items()}
+    return ranks, by_key
 
 
 def version_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:

@@ -223,7 +223,9 @@ def run_workers(
                 plan=prep.plan(seg.targets, prep.run_after_loop and seg.after_loop, rank),
                 meta=prep.meta,
                 threads=asked_threads,
-                files=folder / f"worker-{seg.index + 1}" / (f"rank-{rank}" if world > 1 else "")
+                files=folder
+                / f"worker-{seg.index + 1}"
+                / (f"rank-{rank}" if world > 1 else "")
                 / "files",
                 output=Path(str(folder / f"{name}.out.json").replace(RANK_FIELD, str(rank)))
                 if world > 1

@@ -101,7 +101,7 @@ def _content_id(obj: Any) -> Any:
 
 
 class _ContentPickler(pickle.Pickler):
-    persistent_id = staticmethod(_content_id)  # type: ignore[assignment]
+    persistent_id = staticmethod(_content_id)
 
 
 def content_digest(value: Any) -> str:

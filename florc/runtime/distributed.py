@@ -96,9 +96,11 @@ class RankGroup:
         if self._group is None and not self._unavailable:
             try:
                 import torch.distributed as dist
+
+                ready = dist.is_available() and dist.is_initialized()
             except ImportError:
-                dist = None
-            if dist is None or not dist.is_available() or not dist.is_initialized():
+                ready = False
+            if not ready:
                 self._unavailable = True
                 self.notes.append(
                     "the ranks could not agree on checkpoints (the script had not started a "

@@ -18,8 +18,8 @@ from typing import Any
 from florc.contract import CompileResult
 from florc.runtime import checkpoint
 from florc.runtime import state as st
-from florc.runtime.loops import Block, MainLoop, checkpoint_paths
 from florc.runtime.distributed import RankGroup
+from florc.runtime.loops import Block, MainLoop, checkpoint_paths
 from florc.runtime.policy import CheckpointPolicy, Decision
 from florc.runtime.session import Session
 from florc.runtime.state.buffers import HostBuffers
