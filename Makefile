@@ -72,6 +72,7 @@ bench: $(BENCH_STAMP) ## Quick benchmark suite (about 10 min on 2 cores) into be
 	OMP_NUM_THREADS=1 $(PYTHON) benchmarks/bench_capture.py
 	$(PYTHON) benchmarks/bench_multiversion.py
 	OMP_NUM_THREADS=1 $(PYTHON) benchmarks/bench_frameworks.py
+	$(PYTHON) benchmarks/bench_ddp.py
 	$(PYTHON) benchmarks/bench_export.py
 
 bench-full: $(BENCH_STAMP) ## Full suite, checkpoint overhead vs budget, and plots (over an hour)

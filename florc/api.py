@@ -269,6 +269,21 @@ def run_worker(plan_file: Path, reporter: Reporter | None = None) -> int:
     return _run_worker(plan_file, reporter or Silent())
 
 
+def run_ranks(plan_template: Path, world: int, output: Path) -> int:
+    """One segment of a distributed replay: its ranks, launched together (replay/ranks.py)."""
+    from florc.replay.ranks import run_ranks as _run_ranks
+
+    return _run_ranks(plan_template, world, output)
+
+
+def record_ranks(nproc: int, florc_args: list[str]) -> int:
+    """`florc record --nproc-per-node N ...`: every rank runs `florc record` with florc_args,
+    launched by torchrun's launcher; the exit status of the job."""
+    from florc.record import record_ranks as _record_ranks
+
+    return _record_ranks(nproc, florc_args)
+
+
 # --- the store -------------------------------------------------------------------------
 
 

@@ -113,6 +113,12 @@ def cli() -> None:
     is_flag=True,
     help="Switch torch, cuDNN and cuBLAS to deterministic algorithms (replay does the same).",
 )
+@click.option(
+    "--nproc-per-node",
+    type=int,
+    default=None,
+    help="Launch N ranks on this machine as torchrun does (a DDP script); each records.",
+)
 @click.argument("script")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 def record(
@@ -120,6 +126,7 @@ def record(
     checkpoint_all: bool,
     compress: bool,
     deterministic: bool,
+    nproc_per_node: int | None,
     script: str,
     script_args: tuple[str, ...],
 ) -> None:
@@ -127,10 +134,20 @@ def record(
 
     florc options go before SCRIPT: florc record --overhead 0.02 train.py --lr 0.1
     """
-    _run_with_hash_seed(api.new_hash_seed())
     args = list(script_args)
     if args and args[0] == "--":
         args = args[1:]
+    if nproc_per_node is not None:
+        florc_args = [
+            *(["--overhead", str(overhead)] if overhead is not None else []),
+            *(["--checkpoint-all"] if checkpoint_all else []),
+            *(["--compress"] if compress else []),
+            *(["--deterministic"] if deterministic else []),
+            script,
+            *args,
+        ]
+        sys.exit(api.record_ranks(nproc_per_node, florc_args))
+    _run_with_hash_seed(api.new_hash_seed())
     result = api.record(
         script,
         args,
@@ -267,6 +284,16 @@ def segment(plan: Path) -> None:
     """One worker of a parallel replay (started by `florc replay --workers N`): run the
     segment its PLAN file describes."""
     sys.exit(api.run_worker(plan, reporter=Terminal()))
+
+
+@cli.command("_segment_ranks", hidden=True)
+@click.argument("plan", type=click.Path(path_type=Path))
+@click.argument("world", type=int)
+@click.argument("output", type=click.Path(path_type=Path))
+def segment_ranks(plan: Path, world: int, output: Path) -> None:
+    """One segment of a distributed replay: launch its WORLD ranks, each running `_segment` on
+    its own rank's plan (PLAN names it with {rank}); write their merged output to OUTPUT."""
+    sys.exit(api.run_ranks(plan, world, output))
 
 
 @cli.command("_replay_run", hidden=True)

@@ -157,6 +157,10 @@ class ReplayPlan:
     recorded_values: dict[tuple[str, int | None, int | None], list[str]] = field(
         default_factory=dict
     )
+    # a rank of a distributed job (None: not one); its checkpoints leave out what rank 0 wrote
+    # for every rank: rank 0's rows, by (loop, iteration, occurrence)
+    rank: int | None = None
+    replicated: dict[tuple[str, int, int], Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -170,6 +174,7 @@ class LogLine:
     stream: str = "stdout"
     after_loop: bool = False  # written after the main loop ended
     shown: str | None = None  # what replay printed, when not the text itself (florc.log)
+    rank: int | None = None  # the rank that wrote it, in a distributed job
 
 
 @dataclass
@@ -198,3 +203,4 @@ class Evidence:
     compared: bool = True  # False: every value in it was left out
     # values left out of the comparison, by why: "clock", "random" (unseeded), or another word
     left_out: dict[str, int] = field(default_factory=dict)
+    rank: int | None = None  # the rank it was found on, in a distributed job

@@ -16,8 +16,10 @@ import re
 import sqlite3
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from florc import project
 from florc.contract import START_LOOP, CompileResult
@@ -37,6 +39,7 @@ from florc.launch import (
 )
 from florc.project import find_root, store_location
 from florc.report import Reporter, Silent, plural
+from florc.runtime import distributed
 from florc.runtime import state as st
 from florc.runtime.policy import DEFAULT_BUDGET, CheckpointPolicy
 from florc.runtime.record import RecordSession
@@ -64,6 +67,8 @@ def new_hash_seed() -> str | None:
     """The PYTHONHASHSEED a record should run with: a fresh one when this process's string
     hashing is random (the seed then cannot be kept), None when it is already pinned."""
     if os.environ.get("PYTHONHASHSEED", "random") == "random":
+        if distributed.current() is not None:  # one seed for all the ranks of a launch
+            return distributed.shared_hash_seed(distributed.launch_key())
         return str(random.SystemRandom().randint(1, 2**32 - 1))
     return None
 
@@ -114,7 +119,10 @@ def record(
 ) -> RecordResult:
     """Run `script` with `args`, checkpointing its loops within the overhead budget (a fraction
     of training time; default: the configured one, else DEFAULT_BUDGET)."""
+    rank = distributed.current()
     say = reporter or Silent()
+    if rank is not None and not rank.leader:
+        say = Silent()  # rank 0 speaks for the job; the script's own output still shows
     path = script_path(script)
     root = find_root(path)
     if checkpoint_all:
@@ -143,7 +151,7 @@ def record(
         env["overhead_budget"] = None if checkpoint_all else overhead
         env["compress"] = compress
         env["hash_seed"] = os.environ.get("PYTHONHASHSEED")  # the CLI pins it (new_hash_seed)
-        run_id = store.create_run("record", result.script, args, env, main_loop=result.main_loop)
+        run_id = _open_run(store, result, args, env, rank)
         store.add_sources(run_id, {rel: fm.source for rel, fm in result.files.items()})
         tracker = TensorTracker()
         policy = CheckpointPolicy(overhead)
@@ -151,13 +159,20 @@ def record(
             root, store.dir, compress=compress, tracker=tracker, observe=policy.observe_idle
         )
         session = RecordSession(
-            store, run_id, result, writer=writer, policy=policy, tracker=tracker
+            store,
+            run_id,
+            result,
+            writer=writer,
+            policy=policy,
+            tracker=tracker,
+            ranks=distributed.RankGroup(rank) if rank is not None else None,
         )
         where = store.dir.relative_to(root) if store.dir.is_relative_to(root) else store.dir
         policy_text = "every opportunity" if checkpoint_all else f"overhead budget {overhead:.0%}"
         how = "instrumented (compile cache hit)" if cached else "instrumented"
+        job = f" · rank 0 of {rank.world_size}" if rank is not None else ""
         say.note(
-            f"{how} {result.script} ({describe_main(result)}) · run {run_id} · "
+            f"{how} {result.script} ({describe_main(result)}) · run {run_id}{job} · "
             f"store {where}/ · checkpoints: {policy_text}"
         )
         if result.main_loop is None:
@@ -227,6 +242,74 @@ def record(
                 f"a plain run fails the same way: install it there, then record again"
             )
     return RecordResult(run_id, outcome)
+
+
+def _open_run(
+    store: Store,
+    result: CompileResult,
+    args: list[str],
+    env: dict[str, Any],
+    rank: distributed.RankInfo | None,
+) -> int:
+    """The run this process records into: the job's (rank 0, or no ranks), else its rank's run
+    under the job's, once rank 0 has opened that."""
+    main = result.main_loop
+    if rank is None:
+        return store.create_run("record", result.script, args, env, main_loop=main)
+    key = distributed.launch_key()
+    env["distributed"] = {"rank": rank.rank, "world_size": rank.world_size, "launch": key}
+    if rank.leader:
+        return store.create_run("record", result.script, args, env, main_loop=main)
+    deadline = time.monotonic() + distributed.JOIN_TIMEOUT_SECONDS
+    while (job := store.job_run(key)) is None:
+        if time.monotonic() > deadline:
+            raise FlorcError(
+                f"rank {rank.rank}: rank 0 of this launch did not open its run in "
+                f"{distributed.JOIN_TIMEOUT_SECONDS:.0f} s; check that every rank runs "
+                "`florc record` with the same store"
+            )
+        time.sleep(0.05)
+    return store.create_run("rank", result.script, args, env, parent=job, main_loop=main)
+
+
+def record_ranks(nproc: int, florc_args: list[str]) -> int:
+    """Record a job of `nproc` ranks on this machine: each rank runs `florc record florc_args`
+    (torchrun's launcher sets RANK, WORLD_SIZE, MASTER_ADDR/PORT). One launch id and one
+    string-hash seed for all of them. Returns the job's exit status (the first failed rank's)."""
+    if nproc < 1:
+        raise UsageError(f"--nproc-per-node {nproc}: give 1 or more processes")
+    try:
+        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+        from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    except ImportError:
+        raise UsageError(
+            "--nproc-per-node launches the ranks with torchrun's launcher: install torch"
+        ) from None
+    key = f"florc-{uuid.uuid4().hex[:12]}"
+    os.environ[distributed.LAUNCH_VAR] = key
+    os.environ.setdefault("PYTHONHASHSEED", distributed.shared_hash_seed(key))
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=key,
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.1,
+    )
+    try:
+        elastic_launch(config, sys.executable)("-m", "florc", "record", *florc_args)
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        code = failure.exitcode
+        how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        sys.stderr.write(
+            f"florc: rank {rank} ended ({how}); the job stopped. Its checkpoints that every rank "
+            "wrote can be replayed\n"
+        )
+        return code if code > 0 else 1
+    return 0
 
 
 def stale_note(tracker: TensorTracker) -> str:

@@ -8,7 +8,7 @@ The parent of a parallel replay prepares once; each worker gets its share as a p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from florc.errors import FlorcError, UsageError
 from florc.launch import environment, no_main_loop, script_path
 from florc.project import find_root, store_location
 from florc.report import Reporter
+from florc.runtime.distributed import committed_keys
 from florc.store.index import CheckpointRow, Store
 
 if TYPE_CHECKING:
@@ -40,6 +41,16 @@ class PreparedReplay:
     checkpoints: dict[tuple[str, int, int], CheckpointRow]
     probed: set[str]
     run_after_loop: bool
+    # a distributed job: rank -> its run, and each rank's checkpoints (only those every rank
+    # wrote: committed); {0: run} and {0: checkpoints} for a run of one process
+    ranks: dict[int, int] = field(default_factory=dict)
+    rank_checkpoints: dict[int, dict[tuple[str, int, int], CheckpointRow]] = field(
+        default_factory=dict
+    )
+
+    @property
+    def world_size(self) -> int:
+        return max(1, len(self.ranks))
 
     def __enter__(self) -> PreparedReplay:
         return self
@@ -52,11 +63,13 @@ class PreparedReplay:
         """The recorded main loop's values, one per iteration (how epochs are named)."""
         return [v for _, v in self.iterations]
 
-    def plan(self, targets: list[int], run_after_loop: bool) -> ReplayPlan:
-        """The plan of a replay session that shows `targets` (iteration indices)."""
+    def plan(self, targets: list[int], run_after_loop: bool, rank: int = 0) -> ReplayPlan:
+        """The plan of a replay session that shows `targets` (iteration indices); in a
+        distributed job, the plan of one rank."""
+        run = self.ranks.get(rank, self.run)
         recorded_values: dict[tuple[str, int | None, int | None], list[str]] = {}
-        for row in self.store.logs(self.run):
-            if row["run"] == self.run:
+        for row in self.store.logs(run):
+            if row["run"] == run:
                 key = (row["statement"], row["iteration"], row["step"])
                 recorded_values.setdefault(key, []).append(row["value"])
         return ReplayPlan(
@@ -64,12 +77,14 @@ class PreparedReplay:
             probed=set(self.probed),
             new_statements=set(self.alignment.new_statements),
             run_after_loop=run_after_loop,
-            checkpoints=self.checkpoints,
+            checkpoints=self.rank_checkpoints.get(rank, self.checkpoints),
             final_boundary=(
                 len(self.iterations) if self.meta["status"] in ("done", "partial") else None
             ),
             statement_map=dict(self.alignment.statement_map),
             recorded_values=recorded_values,
+            rank=rank if self.world_size > 1 else None,
+            replicated=self.checkpoints if rank else {},
         )
 
     def anchors(self) -> list[int]:
@@ -186,6 +201,7 @@ def _prepare(
     for loop_id, fns in store.callees(run).items():
         if fns & alignment.changed_functions:
             probed.add(loop_id)
+    ranks, by_rank = job_checkpoints(store, run, meta)
     return PreparedReplay(
         path=path,
         root=root,
@@ -196,10 +212,37 @@ def _prepare(
         alignment=alignment,
         edited=edited,
         iterations=store.iterations(run),
-        checkpoints={(c.loop, c.iteration, c.occurrence): c for c in store.checkpoints(run)},
+        checkpoints=by_rank[0],
         probed=probed,
         run_after_loop=compiled.run_after_loop,
+        ranks=ranks,
+        rank_checkpoints=by_rank,
     )
+
+
+def job_checkpoints(
+    store: Store, run: int, meta: dict[str, Any]
+) -> tuple[dict[int, int], dict[int, dict[tuple[str, int, int], CheckpointRow]]]:
+    """The ranks of the job whose run this is (rank -> run) and each rank's checkpoints; of a
+    distributed job, only those every rank wrote (committed: runtime/distributed.py)."""
+    rows = {0: store.checkpoints(run)}
+    world = int((meta["env"].get("distributed") or {}).get("world_size", 1))
+    ranks = store.rank_runs(run) if world > 1 else {0: run}
+    if world > 1:
+        lost = sorted(set(range(world)) - set(ranks))
+        if lost:
+            raise FlorcError(
+                f"run {run} is a job of {world} ranks, and rank {lost[0]} never opened its run "
+                "(it failed before training started): nothing of it can be replayed; record again"
+            )
+        rows = {r: store.checkpoints(ranks[r]) for r in range(world)}
+        keep = committed_keys(rows)
+        rows = {
+            r: [c for c in cs if (c.loop, c.iteration, c.occurrence) in keep]
+            for r, cs in rows.items()
+        }
+    by_key = {r: {(c.loop, c.iteration, c.occurrence): c for c in cs} for r, cs in rows.items()}
+    return ranks, by_key
 
 
 def version_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:

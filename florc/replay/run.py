@@ -30,7 +30,7 @@ from florc.replay.merge import Merged, merge
 from florc.replay.prepare import PreparedReplay
 from florc.replay.results import ReplayResult, ReplayStats, SegmentRecord
 from florc.replay.segments import Segment, plan_segments, plan_threads
-from florc.replay.worker import WorkerPlan
+from florc.replay.worker import RANK_FIELD, WorkerPlan
 from florc.report import Reporter, plural
 from florc.runtime import fidelity
 from florc.runtime.session import log_rows, statement_codes
@@ -65,7 +65,17 @@ def replay(
         how = FRAMEWORK_EPOCHS[framework]
     recorded_threads = meta["env"].get("torch_threads")
     per_worker = threads  # None: the recording's count
-    if executor == "local" and workers > 1 and len(targets) > 1:
+    world = prep.world_size
+    if world > 1:  # each segment is a set of `world` ranks: as many sets as the cores hold
+        per_rank = threads or recorded_threads or 1
+        fits = max(1, cpu_count() // (world * per_rank))
+        if workers > fits and executor == "local":
+            reporter.note(
+                f"{plural(fits, 'worker')} instead of {workers}: each runs {world} ranks of "
+                f"{plural(per_rank, 'thread')} on {plural(cpu_count(), 'core')}"
+            )
+            workers = fits
+    elif executor == "local" and workers > 1 and len(targets) > 1:
         tp = plan_threads(workers, recorded_threads, threads, cpu_count(), gpu_count())
         if tp.note:
             reporter.note(tp.note)
@@ -95,7 +105,7 @@ def replay(
     t0 = time.perf_counter()
     info: dict[str, Any] = {}
     records: list[SegmentRecord] = []
-    if (workers > 1 and len(targets) > 1) or executor != "local":
+    if (workers > 1 and len(targets) > 1) or executor != "local" or world > 1:
         segments = plan_segments(targets, prep.anchors(), workers)
         if len(segments) < min(workers, len(targets)):
             reporter.note(
@@ -109,14 +119,19 @@ def replay(
                 if seg.start == 0
                 else f"from the checkpoint before epoch {epochs_text(values, [seg.start])}"
             )
+            ranks = f", {world} ranks" if world > 1 else ""
             reporter.note(
-                f"worker {seg.index + 1}: epochs {epochs_text(values, seg.targets)} ({origin})"
+                f"worker {seg.index + 1}: epochs {epochs_text(values, seg.targets)} "
+                f"({origin}{ranks})"
             )
         done = run_workers(prep, replay_id, segments, executor, address, per_worker, reporter)
         records = done.records
         info["segments"] = [r.to_dict() for r in records]
         outcome, lines, evidence, stats = done.outcome, done.lines, done.evidence, done.stats
         summary = f"{plural(len(segments), 'worker')} ({executor}); " + stats.summary()
+        if world > 1:
+            for line in rank_verdicts(evidence, world, prep.threads_note(used_threads)):
+                reporter.note(line)
     else:
         plan = prep.plan(targets, prep.run_after_loop)
         ran = run_session(
@@ -154,6 +169,16 @@ def replay(
     return ReplayResult(replay_id, outcome, faithful, verdict, stats, records)
 
 
+def rank_verdicts(
+    evidence: list[fidelity.Evidence], world: int, threads: tuple[int, int] | None
+) -> list[str]:
+    """The fidelity verdict of each rank of a distributed replay."""
+    return [
+        f"rank {r}: " + fidelity.verdict([e for e in evidence if e.rank == r], threads).line
+        for r in range(world)
+    ]
+
+
 def executor_for(
     name: str, address: str | None, threads: int | None, recorded_vars: dict[str, str] | None
 ) -> Executor:
@@ -182,24 +207,36 @@ def run_workers(
     folder = prep.store.replay_dir(replay_id)
     folder.mkdir(parents=True, exist_ok=True)
     jobs = []
+    world = prep.world_size
     for seg in segments:
-        plan_file = folder / f"segment-{seg.index}.plan.json"
+        name = f"segment-{seg.index}" + (f".rank-{RANK_FIELD}" if world > 1 else "")
         output = folder / f"segment-{seg.index}.json"
-        WorkerPlan(
-            script=prep.path,
-            root=prep.root,
-            store=prep.store.dir,
-            run=prep.run,
-            replay=replay_id,
-            segment=seg,
-            compiled=prep.result,
-            plan=prep.plan(seg.targets, prep.run_after_loop and seg.after_loop),
-            meta=prep.meta,
-            threads=asked_threads,
-            files=folder / f"worker-{seg.index + 1}" / "files",
-            output=output,
-        ).write(plan_file)
-        jobs.append(Job(seg, [*florc_command(), "_segment", str(plan_file)], output))
+        for rank in range(world):
+            WorkerPlan(
+                script=prep.path,
+                root=prep.root,
+                store=prep.store.dir,
+                run=prep.ranks.get(rank, prep.run),
+                replay=replay_id,
+                segment=seg,
+                compiled=prep.result,
+                plan=prep.plan(seg.targets, prep.run_after_loop and seg.after_loop, rank),
+                meta=prep.meta,
+                threads=asked_threads,
+                files=folder
+                / f"worker-{seg.index + 1}"
+                / (f"rank-{rank}" if world > 1 else "")
+                / "files",
+                output=Path(str(folder / f"{name}.out.json").replace(RANK_FIELD, str(rank)))
+                if world > 1
+                else output,
+            ).write(Path(str(folder / f"{name}.plan.json").replace(RANK_FIELD, str(rank))))
+        plan_file = folder / f"{name}.plan.json"
+        if world > 1:  # the segment's ranks, launched together by torchrun's launcher
+            argv = [*florc_command(), "_segment_ranks", str(plan_file), str(world), str(output)]
+        else:
+            argv = [*florc_command(), "_segment", str(plan_file)]
+        jobs.append(Job(seg, argv, output))
     results = executor_for(executor, address, threads, recorded_vars).run(
         jobs, Path.cwd(), reporter
     )

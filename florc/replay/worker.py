@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from florc.report import Reporter
 from florc.store.index import CheckpointRow, Store
 
 PLAN_FORMAT = 1
+RANK_FIELD = "{rank}"  # in a plan file's name: the rank that reads it
 
 
 @dataclass
@@ -102,6 +104,8 @@ def plan_to_dict(plan: ReplayPlan) -> dict[str, Any]:
         "final_boundary": plan.final_boundary,
         "statement_map": plan.statement_map,
         "recorded_values": [[*key, values] for key, values in plan.recorded_values.items()],
+        "rank": plan.rank,
+        "replicated": [dataclasses.asdict(row) for row in plan.replicated.values()],
     }
 
 
@@ -116,17 +120,25 @@ def plan_from_dict(d: dict[str, Any]) -> ReplayPlan:
         final_boundary=d["final_boundary"],
         statement_map=dict(d["statement_map"]),
         recorded_values={(s, it, step): list(v) for s, it, step, v in d["recorded_values"]},
+        rank=d.get("rank"),
+        replicated={
+            (r.loop, r.iteration, r.occurrence): r
+            for r in (CheckpointRow(**row) for row in d.get("replicated", []))
+        },
     )
 
 
 def run_worker(plan_file: Path, reporter: Reporter) -> int:
     """The `_segment` command: run one segment quietly; write its lines, evidence and stats."""
-    wp = WorkerPlan.read(plan_file)
+    rank = os.environ.get("RANK", "0")
+    # a rank of a distributed replay: the plan of its own rank (ranks.py names them so)
+    wp = WorkerPlan.read(Path(str(plan_file).replace(RANK_FIELD, rank)))
     real_stderr = sys.stderr
 
     def progress() -> None:
-        real_stderr.write(PROGRESS_PREFIX + "\n")
-        real_stderr.flush()
+        if rank == "0":  # the ranks of a segment advance together: one speaks for them
+            real_stderr.write(PROGRESS_PREFIX + "\n")
+            real_stderr.flush()
 
     with Store(wp.root, wp.store) as store:
         store.hold_shared()

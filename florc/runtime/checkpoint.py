@@ -85,6 +85,34 @@ def _raw_array(obj: Any) -> tuple[Any, tuple[Any, ...]] | None:
     return obj.reshape(-1).view(np.uint8), ("numpy", obj.dtype.str, tuple(obj.shape))
 
 
+def _content_id(obj: Any) -> Any:
+    """A tensor or array of any size by its bytes, dtype and shape (torch's own pickle of a
+    small tensor names its storage by its address, which differs from process to process)."""
+    if type(obj).__name__ == "Tensor" and type(obj).__module__ == "torch":
+        torch = sys.modules["torch"]
+        if obj.device.type != "cpu" or obj.layout != torch.strided or obj.is_quantized:
+            return None
+        raw = obj.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+        return ("torch", str(obj.dtype), tuple(obj.shape), obj.requires_grad, digest(raw))
+    found = _raw_array(obj)
+    if found is not None:
+        return (*found[1], digest(found[0]))
+    return None
+
+
+class _ContentPickler(pickle.Pickler):
+    persistent_id = staticmethod(_content_id)
+
+
+def content_digest(value: Any) -> str:
+    """A digest of a snapshot's part that is equal in two processes exactly when their contents
+    are (a rank's copy of the model against another's). Raises what pickle raises for a value
+    it cannot write."""
+    buf = io.BytesIO()
+    _ContentPickler(buf, protocol=5).dump(value)
+    return digest(buf.getvalue())
+
+
 class BaseNotWritten(Exception):
     """A tensor the snapshot did not copy is in an earlier checkpoint that was not written."""
 

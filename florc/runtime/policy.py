@@ -206,6 +206,14 @@ class CheckpointPolicy:
             c.skipped += 1
         return Decision(take, est)
 
+    def overrule(self, loop: str, take: bool) -> None:
+        """The ranks of a job agreed otherwise than this rank's last decision for loop."""
+        c = self.costs(loop)
+        if take:
+            c.skipped, c.taken = c.skipped - 1, c.taken + 1
+        else:
+            c.taken, c.skipped = c.taken - 1, c.skipped + 1
+
     # accounting ---------------------------------------------------------------------------
     def charge_foreground(self, seconds: float) -> None:
         with self._lock:

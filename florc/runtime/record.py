@@ -18,8 +18,9 @@ from typing import Any
 from florc.contract import CompileResult
 from florc.runtime import checkpoint
 from florc.runtime import state as st
+from florc.runtime.distributed import RankGroup
 from florc.runtime.loops import Block, MainLoop, checkpoint_paths
-from florc.runtime.policy import CheckpointPolicy
+from florc.runtime.policy import CheckpointPolicy, Decision
 from florc.runtime.session import Session
 from florc.runtime.state.buffers import HostBuffers
 from florc.runtime.state.tracker import TensorTracker
@@ -38,8 +39,10 @@ class RecordSession(Session):
         writer: Writer | None = None,
         policy: CheckpointPolicy | None = None,
         tracker: TensorTracker | None = None,
+        ranks: RankGroup | None = None,
     ) -> None:
         super().__init__(store, run_id, compiled)
+        self.ranks = ranks  # a rank of a distributed job: what all ranks agree on
         self.writer = writer
         self.policy = policy
         self.tracker = tracker  # large tensors unchanged since a checkpoint are not copied
@@ -118,6 +121,8 @@ class RecordSession(Session):
             return
         if self.writer.stopped is not None:
             self._warn_stopped()
+            if self.ranks is not None and isinstance(loop, MainLoop):
+                self.ranks.agree(False)  # the other ranks wait for this rank's word
             return
         t0 = time.perf_counter()
         policy = self.policy
@@ -126,11 +131,27 @@ class RecordSession(Session):
         paths = checkpoint_paths(scope, manifest)
         size = st.estimate_bytes(scope, paths) if policy.needs_size(loop_id) else None
         decision = policy.decide(loop_id, size)
+        boundary = isinstance(loop, MainLoop)
+        if self.ranks is not None and boundary:
+            agreed = self.ranks.agree(decision.take)
+            if agreed != decision.take:
+                policy.overrule(loop_id, agreed)
+                decision = Decision(agreed, decision.estimate)
         if not decision.take:
             self.stats.skipped += 1
             self._charge(time.perf_counter() - t0)
             return
         info: dict[str, Any] = {"format": checkpoint.FORMAT}
+        tracker = self.tracker
+        replicated = self.ranks.replicated if self.ranks is not None else None
+        first_of_job = self.ranks is not None and boundary and replicated is None
+        if first_of_job:
+            tracker = None  # whole copies: the ranks compare their digests
+        elif replicated and self.ranks is not None and not self.ranks.info.leader:
+            mine = [p for p in paths if p not in replicated]
+            if len(mine) < len(paths):
+                info["replicated"] = sorted(set(paths) - set(mine))  # rank 0 writes these
+                paths = mine
         if ran_seconds is not None:
             info["ran_seconds"] = round(ran_seconds, 6)
         problems = st.capture_iterated(scope, manifest.iterated)
@@ -141,11 +162,18 @@ class RecordSession(Session):
         else:
             try:
                 snap = st.capture(
-                    scope, paths, set(manifest.required), entry, self.tracker, self.buffers
+                    scope, paths, set(manifest.required) & set(paths), entry, tracker, self.buffers
                 )
             except st.CannotSnapshot as exc:
                 info["reason"] = str(exc)
                 where = exc.where or None
+        if first_of_job and self.ranks is not None:
+            # every rank reaches this checkpoint (agreed): settle what is replicated, once
+            same = self.ranks.decide_replicated(path_digests(snap) if snap is not None else {})
+            if snap is not None and same and not self.ranks.info.leader:
+                info["replicated"] = sorted(same & set(snap.paths))
+                for p in info["replicated"]:
+                    del snap.paths[p]
         run = self.run_id
         if snap is None:
             self.stats.unusable_reasons.setdefault(info["reason"], [0, where])[0] += 1
@@ -215,6 +243,19 @@ class RecordSession(Session):
                 self.stats.unusable_reasons.setdefault(reason, [0, where])[0] += n
         reasons = sorted(self.stats.unusable_reasons.items(), key=lambda kv: -kv[1][0])
         self.stats.notes[:0] = [unusable_note(r, n, w) for r, (n, w) in reasons[:3]]
+
+
+def path_digests(snap: st.Snapshot) -> dict[str, str]:
+    """A digest of each path's copy: equal on two ranks exactly when the state under that path
+    is (a path plain pickle cannot write is left out: each rank keeps its own)."""
+    snap.wait()
+    out = {}
+    for path, node in snap.paths.items():
+        try:
+            out[path] = checkpoint.content_digest(node)
+        except Exception:  # noqa: BLE001 - pickle refuses in many ways
+            continue
+    return out
 
 
 _LAST_ATTRIBUTE = re.compile(r"^(?P<owner>.+)\.(?P<attr>[A-Za-z_]\w*)(?:\[[^\]]*\])*$")

@@ -130,7 +130,19 @@ class ReplaySession(Session):
             return data
 
         assert row.blob is not None
-        return checkpoint.decode(read(row.blob), read)
+        snap = checkpoint.decode(read(row.blob), read)
+        shared = row.info.get("replicated")
+        if shared:  # a rank's part: what every rank holds alike, rank 0 wrote
+            base = self.plan.replicated.get((row.loop, row.iteration, row.occurrence))
+            if base is None or base.blob is None:
+                raise st.CannotRestore("rank 0's part of this checkpoint is missing")
+            whole = checkpoint.decode(read(base.blob), read)
+            for path in shared:
+                if path in whole.paths:
+                    snap.paths[path] = whole.paths[path]
+                elif path not in whole.missing:
+                    raise st.CannotRestore(f"`{path}` is in neither rank's part")
+        return snap
 
     def try_restore(self, key: tuple[str, int, int], scope: st.Scope) -> bool:
         """Restore the checkpoint (loop, iteration, occurrence) into scope, if it can be."""
@@ -151,8 +163,8 @@ class ReplaySession(Session):
     def cheaper_to_rerun(self, key: tuple[str, int, int]) -> bool:
         """Would running this block again take less time than restoring its checkpoint?"""
         row = self.plan.checkpoints.get(key)
-        if row is None or not row.usable:
-            return False
+        if row is None or not row.usable or self.plan.rank is not None:
+            return False  # ranks decide alike: a rank re-running what another restores would hang
         ran = row.info.get("ran_seconds")
         return ran is not None and ran < self.restore_speed.estimate(row.nbytes)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar, cast
 
 from florc.contract import CompileResult, FileManifest, LogLine, LoopManifest, Stats
-from florc.runtime import fidelity
+from florc.runtime import distributed, fidelity
 from florc.runtime.api import PLAIN_LOOP, LoopContext
 from florc.runtime.loops import (
     Block,
@@ -69,6 +69,8 @@ class Session:
         # the script's options as argparse parsed them first (intercept.py): {"params": ...,
         # "params_set": the names the command line gave or that differ from their defaults}
         self.params: dict[str, Any] | None = None
+        info = distributed.current()
+        self.rank: int | None = info.rank if info is not None else None  # in a distributed job
 
     def register(self, fm: FileManifest) -> None:
         """Know one compiled file (the script's, or a project module's as it is imported)."""
@@ -174,6 +176,7 @@ class Session:
             stream,
             self.main_done,
             shown,
+            self.rank,
         )
         self.lines.append(line)
         self.line_added(line)

@@ -332,6 +332,25 @@ class Store:
         ).fetchone()
         return int(row[0]) if row else None
 
+    # the ranks of a distributed job (runtime/distributed.py) -------------------
+    def job_run(self, launch: str) -> int | None:
+        """Rank 0's run of the launch with this key (the job's run), once it is open."""
+        row = self.db.execute(
+            "SELECT id FROM runs WHERE kind='record'"
+            " AND json_extract(env, '$.distributed.launch')=? ORDER BY id DESC LIMIT 1",
+            (launch,),
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def rank_runs(self, run: int) -> dict[int, int]:
+        """rank -> its run, for every rank of the job whose run this is (rank 0: the job's)."""
+        out = {0: run}
+        for rid, env in self.db.execute(
+            "SELECT id, env FROM runs WHERE kind='rank' AND parent=? ORDER BY id", (run,)
+        ):
+            out.setdefault(int(json.loads(env)["distributed"]["rank"]), int(rid))
+        return out
+
     # sources ----------------------------------------------------------------
     def add_sources(self, run: int, files: dict[str, str]) -> None:
         with self.tx():
