@@ -280,7 +280,6 @@ def record_ranks(nproc: int, florc_args: list[str]) -> int:
         raise UsageError(f"--nproc-per-node {nproc}: give 1 or more processes")
     try:
         from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-        from torch.distributed.launcher.api import LaunchConfig, elastic_launch
     except ImportError:
         raise UsageError(
             "--nproc-per-node launches the ranks with torchrun's launcher: install torch"
@@ -288,18 +287,8 @@ def record_ranks(nproc: int, florc_args: list[str]) -> int:
     key = f"florc-{uuid.uuid4().hex[:12]}"
     os.environ[distributed.LAUNCH_VAR] = key
     os.environ.setdefault("PYTHONHASHSEED", distributed.shared_hash_seed(key))
-    config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=nproc,
-        run_id=key,
-        rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",
-        max_restarts=0,
-        monitor_interval=0.1,
-    )
     try:
-        elastic_launch(config, sys.executable)("-m", "florc", "record", *florc_args)
+        distributed.launch(nproc, key, ["-m", "florc", "record", *florc_args])
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
         code = failure.exitcode

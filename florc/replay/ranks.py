@@ -10,13 +10,13 @@ executors read: lines in (iteration, step, rank) order, evidence and stats of ev
 
 from __future__ import annotations
 
-import sys
 import uuid
 from pathlib import Path
 
 from florc.contract import LogLine
 from florc.replay.results import ReplayStats, WorkerOutput
 from florc.replay.worker import RANK_FIELD
+from florc.runtime import distributed
 
 
 def _in_order(lines: list[LogLine]) -> list[LogLine]:
@@ -64,21 +64,12 @@ def merge_ranks(outputs: dict[int, WorkerOutput | None], errors: str = "") -> Wo
 def run_ranks(plan_template: Path, world: int, output: Path) -> int:
     """Launch `world` ranks of one segment and write their merged output."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=world,
-        run_id=f"florc-{uuid.uuid4().hex[:12]}",
-        rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",  # a free port: segments run side by side
-        max_restarts=0,
-        monitor_interval=0.1,
-    )
     error = ""
     try:
-        elastic_launch(config, sys.executable)("-m", "florc", "_segment", str(plan_template))
+        distributed.launch(
+            world, f"florc-{uuid.uuid4().hex[:12]}", ["-m", "florc", "_segment", str(plan_template)]
+        )
     except ChildFailedError as exc:
         error = f"a rank failed ({exc.get_first_failure()[1].message or 'see its output'})"
     outputs = {

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,25 @@ def launch_key() -> str:
 def shared_hash_seed(key: str) -> str:
     """One string-hash seed for every rank of a launch (the replay's ranks run with one)."""
     return str(int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") or 1)
+
+
+def launch(nproc: int, run_id: str, argv: list[str]) -> None:
+    """Run `python ARGV` as `nproc` ranks on this machine through torchrun's own launcher (an
+    elastic agent, a rendezvous on a free port, no restarts); waits for all of them. Raises
+    torch's ChildFailedError when a rank fails."""
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=run_id,
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",  # a free port: several launches side by side
+        max_restarts=0,
+        monitor_interval=0.1,
+    )
+    elastic_launch(config, sys.executable)(*argv)
 
 
 class RankGroup:
