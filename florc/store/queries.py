@@ -80,7 +80,7 @@ def runs(
                 script=r["script"],
                 started=r["started"],
                 epochs=len(store.iterations(r["id"]))
-                if r["kind"] == "record"
+                if r["kind"] in ("record", "rank")
                 else len(info.get("iterations", [])),
                 checkpoints=sum(1 for c in store.checkpoints(r["id"]) if c.loop != start_loop),
                 size=distinct,
