@@ -158,6 +158,26 @@ class RankGroup:
         return self.replicated
 
 
+    def recheck(self, digests: dict[str, str]) -> None:
+        """At a later main-loop checkpoint (all ranks): the replicated paths whose digests
+        differ now between ranks, or that a rank did not compare, become each rank's own."""
+        group = self._process_group()
+        if group is None or not self.replicated:
+            return
+        import torch.distributed as dist
+
+        everyone: list[Any] = [None] * self.info.world_size
+        dist.all_gather_object(everyone, digests, group=group)
+        keys = set().union(*(o.keys() for o in everyone))
+        differ = {p for p in keys if len({o.get(p) for o in everyone}) > 1}
+        if differ:
+            self.replicated = self.replicated - differ
+            self.notes.append(
+                f"{', '.join(f'`{p}`' for p in sorted(differ))} differed between ranks after "
+                "being equal: each rank keeps its own from then on"
+            )
+
+
 def committed_keys(rows_by_rank: dict[int, list[Any]]) -> set[tuple[str, int, int]]:
     """The (loop, iteration, occurrence) of checkpoints every rank wrote, usable."""
     keys: set[tuple[str, int, int]] | None = None

@@ -147,7 +147,11 @@ class RecordSession(Session):
         first_of_job = self.ranks is not None and boundary and replicated is None
         if first_of_job:
             tracker = None  # whole copies: the ranks compare their digests
-        elif replicated and self.ranks is not None and not self.ranks.info.leader:
+        elif replicated and self.ranks is not None and boundary:
+            # every rank is here: are the small replicated parts still equal?
+            self.ranks.recheck(small_digests(scope, [p for p in paths if p in replicated]))
+            replicated = self.ranks.replicated or frozenset()
+        if replicated and self.ranks is not None and not self.ranks.info.leader:
             mine = [p for p in paths if p not in replicated]
             if len(mine) < len(paths):
                 info["replicated"] = sorted(set(paths) - set(mine))  # rank 0 writes these
@@ -241,8 +245,28 @@ class RecordSession(Session):
             self.stats.notes.extend(f"checkpoint not written: {e}" for e in written.errors)
             for reason, (n, where) in written.unusable_reasons.items():
                 self.stats.unusable_reasons.setdefault(reason, [0, where])[0] += n
+        if self.ranks is not None:
+            self.stats.notes.extend(self.ranks.notes)
         reasons = sorted(self.stats.unusable_reasons.items(), key=lambda kv: -kv[1][0])
         self.stats.notes[:0] = [unusable_note(r, n, w) for r, (n, w) in reasons[:3]]
+
+
+# replicated parts up to this size are compared again at every main-loop checkpoint (a counter
+# equal on every rank at the first one may not stay so); larger ones (the DDP model, its
+# optimizer) are kept equal by DDP itself
+RECHECK_BYTES = 2**20
+
+
+def small_digests(scope: st.Scope, paths: list[str]) -> dict[str, str]:
+    """Digests of the paths whose state is small (copied here, without the tracker)."""
+    small = [p for p in paths if st.estimate_bytes(scope, [p]) <= RECHECK_BYTES]
+    if not small:
+        return {}
+    try:
+        snap = st.capture(scope, small, set())
+    except st.CannotSnapshot:
+        return {}
+    return path_digests(snap)
 
 
 def path_digests(snap: st.Snapshot) -> dict[str, str]:

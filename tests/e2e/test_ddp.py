@@ -50,8 +50,10 @@ torch.manual_seed(100 + rank)
 opt = torch.optim.SGD(model.parameters(), lr=0.05)
 loss_fn = nn.BCEWithLogitsLoss()
 
+seen = 0  # equal on both ranks at the first checkpoints, then not
 for epoch in range(args.epochs):
     sampler.set_epoch(epoch)
+    seen += rank * (epoch >= 2)
     total = 0.0
     for i, (xb, yb) in enumerate(loader):
         opt.zero_grad()
@@ -73,7 +75,7 @@ EDITED = SCRIPT.replace(
     '            print(f"rank {rank} epoch {epoch} step {i} loss {loss.item():.6f}")\n',
 ).replace(
     "    time.sleep(args.sleep)\n",
-    '    print(f"rank {rank} epoch {epoch} total {total:.6f} '
+    '    print(f"rank {rank} epoch {epoch} total {total:.6f} seen {seen} '
     'w {model.module[0].weight.sum().item():.6f}")\n'
     "    time.sleep(args.sleep)\n",
 )
