@@ -37,6 +37,7 @@ class Job:
     segment: Segment
     argv: list[str]
     output: Path
+    processes: int = 1  # a distributed job's segment: its ranks
 
 
 @dataclass
@@ -276,7 +277,9 @@ class RayExecutor:
         for job in jobs:
             job.output.unlink(missing_ok=True)
             ref = task.options(
-                num_cpus=min(cpus_each, cpus), num_gpus=1 if gpus else 0, max_retries=RAY_RETRIES
+                num_cpus=min(max(cpus_each, job.processes), cpus),
+                num_gpus=min(job.processes, gpus),
+                max_retries=RAY_RETRIES,
             ).remote(job.argv, str(cwd), env_vars)
             refs[ref] = job
         results = []

@@ -236,7 +236,7 @@ def run_workers(
             argv = [*florc_command(), "_segment_ranks", str(plan_file), str(world), str(output)]
         else:
             argv = [*florc_command(), "_segment", str(plan_file)]
-        jobs.append(Job(seg, argv, output))
+        jobs.append(Job(seg, argv, output, processes=world))
     results = executor_for(executor, address, threads, recorded_vars).run(
         jobs, Path.cwd(), reporter
     )
