@@ -37,10 +37,10 @@ demo: install ## Run the demo: record, add a print, replay epochs 5-8, list runs
 # The unit tier (tests/unit/, in process) and the end-to-end cases marked `smoke`, one per
 # feature (tests/e2e/ holds them all, marked `e2e`). HYPOTHESIS=1 runs the full fuzz test.
 test: install ## Unit tests and one end-to-end case per feature (a few minutes)
-	$(PYTHON) -m pytest -q -m "not e2e or smoke"
+	$(PYTHON) -m pytest -q -m "not e2e or smoke" -n $(TEST_JOBS) --dist load
 
-# The end-to-end cases are independent subprocess runs: spread over TEST_JOBS processes
-# (pytest-xdist; default 2, the cores CI has).
+# The tests are independent (temporary folders, subprocess runs): spread over TEST_JOBS
+# processes (pytest-xdist; default 2, the cores CI has).
 TEST_JOBS ?= 2
 
 test-rest: install ## What `make test` leaves out: the other end-to-end cases, the full fuzz test
